@@ -1,0 +1,71 @@
+//! Hookscope's user interface, rendered on the server and hydrated in the browser, and the
+//! types both sides share.
+//!
+//! - [`model`]: events, deliveries, filters and pages, as the JSON API and the UI see them.
+//! - [`api`]: the server functions the pages call, and the [`api::Backend`] the server
+//!   provides to answer them.
+//! - [`pages`]: one module per route (login, event list, event detail).
+//! - [`components`]: the pieces pages share (signature badge, headers table, empty state).
+
+pub mod api;
+pub mod components;
+pub mod model;
+pub mod pages;
+
+use leptos::prelude::*;
+use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
+use leptos_router::{
+    components::{Route, Router, Routes},
+    path,
+};
+
+/// The HTML document around the app, rendered on the server only.
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8"/>
+                <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                <HydrationScripts options/>
+                <MetaTags/>
+            </head>
+            <body>
+                <App/>
+            </body>
+        </html>
+    }
+}
+
+/// The routes of the dashboard.
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    view! {
+        <Stylesheet id="hookscope" href="/pkg/hookscope.css"/>
+        <Title text="Hookscope"/>
+        <Router>
+            <header class="topbar">
+                <a class="brand" href="/">"Hookscope"</a>
+                <form method="post" action="/auth/logout" class="logout">
+                    <button type="submit" class="link">"Log out"</button>
+                </form>
+            </header>
+            <main>
+                <Routes fallback=|| view! { <p class="notice">"There is no page here."</p> }>
+                    <Route path=path!("/") view=pages::events::EventsPage/>
+                    <Route path=path!("/events/:key") view=pages::event_detail::EventDetailPage/>
+                    <Route path=path!("/login") view=pages::login::LoginPage/>
+                </Routes>
+            </main>
+        </Router>
+    }
+}
+
+/// The browser's entry point: takes over the server-rendered page.
+#[cfg(feature = "hydrate")]
+#[wasm_bindgen::prelude::wasm_bindgen]
+pub fn hydrate() {
+    console_error_panic_hook::set_once();
+    leptos::mount::hydrate_body(App);
+}

@@ -1,0 +1,234 @@
+#!/usr/bin/env bash
+# bench/ingest.sh: ingestion benchmark, Hookscope against a bare axum handler.
+#
+# What it measures, and why
+#   The product target (shared PRODUCT.md, "Targets that a benchmark shows"): on this 2-core
+#   machine, Hookscope acknowledges webhooks durably at >= 50% of the requests per second of a
+#   bare axum handler that stores nothing, with the same payloads and concurrency, and with a
+#   p99 acknowledgement under 10 ms at 64 concurrent senders, as oha measures it.
+#   So both servers get the same load, one after the other, in one run of this script:
+#     1. bare   server/examples/bare_ingest.rs: reads the body, stores nothing, answers
+#               200 {"deliveryId": "<uuid v7>"}. The ceiling for axum on this machine.
+#     2. hookscope  `hookscope serve` on a fresh SQLite file in a temp dir, POST /hooks/keldair.
+#   Each gets a warm-up, then two measured runs of the same length at the same concurrency:
+#     wrk  (ingest.lua)  every request carries a never-seen KeldairHR event id, so every request
+#                        creates a new event. Source of requests/s and of the ratio.
+#     oha  (-Z file)     the p99 "as oha measures it". oha picks a random line of the payload
+#                        file per request (with replacement), so ids repeat across requests and
+#                        some requests are retries of an event (Hookscope groups those).
+#   It prints requests/s, p50 and p99 (ms) per server and tool, the hookscope/bare ratio,
+#   Hookscope's peak RSS (VmHWM), and checks that the deliveries stored equal the 2xx answers
+#   (sqlite3: select count(*) from deliveries). Load goes to 127.0.0.1 only; every run is bounded
+#   in time; the script stops every server it started.
+#
+# Usage
+#   bench/ingest.sh [bare] [hookscope]      (default: both, in that order)
+# Settings, from the environment (defaults in brackets):
+#   CONNECTIONS [64]  DURATION [10] s per measured run  WARMUP [2] s  PAYLOADS [20000] bodies
+#   WRK_THREADS [2]   BUILD [1] (0: use the binaries as they are)  KEEP [0] (1: keep the temp dir)
+#   BARE_BIN, HOOKSCOPE_BIN (default target/release/...)  BARE_PORT, HOOKSCOPE_PORT [free port]
+#   COUNT_SQL [select count(*) from deliveries;]  STRICT [0] (1: exit 3 when a target is missed)
+#   RUST_LOG is passed to hookscope unchanged.
+# Needs: cargo, python3, curl; installs oha (cargo install), wrk and sqlite3 (apt-get) if absent.
+# Exit status: 0 figures printed; 1 setup failed or stored deliveries != 2xx answers;
+#              3 (STRICT=1 only) a target was missed.
+
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BENCH="$ROOT/bench"
+
+CONNECTIONS=${CONNECTIONS:-64}
+DURATION=${DURATION:-10}
+WARMUP=${WARMUP:-2}
+PAYLOADS=${PAYLOADS:-20000}
+WRK_THREADS=${WRK_THREADS:-2}
+BUILD=${BUILD:-1}
+KEEP=${KEEP:-0}
+STRICT=${STRICT:-0}
+COUNT_SQL=${COUNT_SQL:-select count(*) from deliveries;}
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+BARE_BIN=${BARE_BIN:-$TARGET_DIR/release/examples/bare_ingest}
+HOOKSCOPE_BIN=${HOOKSCOPE_BIN:-$TARGET_DIR/release/hookscope}
+OHA_VERSION=1.16.0 # newest on crates.io; builds with rustc 1.95 (its MSRV is 1.88)
+REQUEST_TIMEOUT=10 # seconds; a request slower than this counts as failed
+
+TARGETS=("$@")
+[[ ${#TARGETS[@]} -eq 0 ]] && TARGETS=(bare hookscope)
+for t in "${TARGETS[@]}"; do
+  case $t in
+    bare | hookscope) ;;
+    -h | --help) sed -n '2,/^$/{s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
+    *) echo "unknown target '$t' (expected: bare, hookscope)" >&2; exit 1 ;;
+  esac
+done
+wants() { [[ " ${TARGETS[*]} " == *" $1 "* ]]; }
+
+log() { printf '\n== %s\n' "$*" >&2; }
+die() { printf 'ingest.sh: %s\n' "$*" >&2; exit 1; }
+
+# ---------------------------------------------------------------------------------------------
+# Tools
+# ---------------------------------------------------------------------------------------------
+apt_install() {
+  [[ $(id -u) -eq 0 ]] || die "$1 is missing: apt-get install -y $1"
+  apt-get install -y "$1" >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y "$1" >/dev/null; }
+}
+for tool in cargo python3 curl; do
+  command -v "$tool" >/dev/null || die "$tool is required"
+done
+if ! command -v oha >/dev/null || ! oha --help 2>/dev/null | grep -q -- '-Z <BODY_PATH_LINES>'; then
+  log "installing oha $OHA_VERSION (cargo install; several minutes on 2 cores)"
+  cargo install oha --locked --version "$OHA_VERSION" >&2
+fi
+command -v wrk >/dev/null || { log "installing wrk"; apt_install wrk; }
+if wants hookscope && ! command -v sqlite3 >/dev/null; then log "installing sqlite3"; apt_install sqlite3; fi
+
+# ---------------------------------------------------------------------------------------------
+# Build
+# ---------------------------------------------------------------------------------------------
+if [[ $BUILD == 1 ]]; then
+  build=(--example bare_ingest)
+  wants hookscope && build+=(--bin hookscope)
+  log "cargo build --release -p hookscope ${build[*]}"
+  (cd "$ROOT" && cargo build --release -p hookscope "${build[@]}" >&2)
+fi
+wants bare && { [[ -x $BARE_BIN ]] || die "no $BARE_BIN (build it, or set BARE_BIN)"; }
+wants hookscope && { [[ -x $HOOKSCOPE_BIN ]] || die "no $HOOKSCOPE_BIN (build it, or set HOOKSCOPE_BIN)"; }
+
+# ---------------------------------------------------------------------------------------------
+# Scratch space, payloads, and cleanup of whatever this script started
+# ---------------------------------------------------------------------------------------------
+WORK=$(mktemp -d /tmp/hookscope-bench.XXXXXX)
+SERVER_PID=""
+cleanup() {
+  if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
+    kill -TERM "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+  fi
+  if [[ $KEEP == 1 ]]; then echo "kept $WORK" >&2; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+SAMPLE="$ROOT/samples/keldairhr/applicant_hired.json"
+[[ -f $SAMPLE ]] || SAMPLE="$ROOT/../shared/samples/keldairhr/applicant_hired.json"
+[[ -f $SAMPLE ]] || die "no samples/keldairhr/applicant_hired.json"
+log "generating $PAYLOADS distinct ~1 KB KeldairHR payloads from ${SAMPLE#"$ROOT"/}"
+python3 "$BENCH/gen_payloads.py" "$PAYLOADS" "$SAMPLE" "$WORK/payloads.ndjson"
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# start_server NAME CMD...: runs CMD in the background, output to $WORK/NAME.log.
+start_server() {
+  local name=$1; shift
+  "$@" >"$WORK/$name.log" 2>&1 &
+  SERVER_PID=$!
+}
+
+# wait_ready NAME CHECK-CMD...: up to 60 s for CHECK-CMD to print 200.
+wait_ready() {
+  local name=$1; shift
+  for _ in $(seq 1 240); do
+    kill -0 "$SERVER_PID" 2>/dev/null || { tail -n 30 "$WORK/$name.log" >&2; die "$name exited at start-up"; }
+    [[ $("$@" 2>/dev/null) == 200 ]] && return 0
+    sleep 0.25
+  done
+  tail -n 30 "$WORK/$name.log" >&2
+  die "$name was not ready after 60 s"
+}
+
+stop_server() {
+  local name=$1
+  grep -E '^(VmHWM|VmRSS)' "/proc/$SERVER_PID/status" >"$WORK/$name.mem" || true
+  kill -TERM "$SERVER_PID" 2>/dev/null || true
+  for _ in $(seq 1 40); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.25; done
+  if kill -0 "$SERVER_PID" 2>/dev/null; then
+    echo "$name did not stop within 10 s of SIGTERM; killing it" >&2
+    kill -KILL "$SERVER_PID" 2>/dev/null || true
+  fi
+  wait "$SERVER_PID" 2>/dev/null || true
+  SERVER_PID=""
+}
+
+# ---------------------------------------------------------------------------------------------
+# Load
+# ---------------------------------------------------------------------------------------------
+RUN=0 # numbers every wrk run, so that event ids never repeat within one invocation
+
+# run_wrk SECONDS URL OUT: fresh event id per request (ingest.lua); WRKRESULT line in OUT.
+run_wrk() {
+  RUN=$((RUN + 1))
+  BENCH_PAYLOADS="$WORK/payloads.ndjson" BENCH_RUN=$RUN \
+    timeout $(($1 + 30)) wrk -t "$WRK_THREADS" -c "$CONNECTIONS" -d "${1}s" \
+    --timeout "${REQUEST_TIMEOUT}s" -s "$BENCH/ingest.lua" "$2" >"$3"
+  grep -q '^WRKRESULT ' "$3" || { cat "$3" >&2; die "wrk printed no result"; }
+}
+
+# run_oha SECONDS URL OUT: bodies drawn from the payload file's lines; JSON summary in OUT.
+# -w waits for the requests in flight at the deadline, so every request sent is counted.
+run_oha() {
+  timeout $(($1 + REQUEST_TIMEOUT + 30)) oha -z "${1}s" -c "$CONNECTIONS" -w -t "${REQUEST_TIMEOUT}s" \
+    --no-tui --output-format json -o "$3" \
+    -m POST -T application/json -Z "$WORK/payloads.ndjson" "$2" >/dev/null
+}
+
+# stored_count: deliveries in Hookscope's database, once the count has stopped moving
+# (requests cut off at a deadline may still be landing), bounded to 10 s.
+stored_count() {
+  local prev=-1 cur
+  for _ in $(seq 1 40); do
+    cur=$(sqlite3 -cmd '.timeout 5000' "$WORK/bench.db" "$COUNT_SQL")
+    [[ $cur == "$prev" ]] && break
+    prev=$cur
+    sleep 0.25
+  done
+  echo "$cur"
+}
+
+# bench_target NAME URL: warm-up, wrk run, oha run (server already started and ready).
+bench_target() {
+  local name=$1 url=$2
+  log "$name: warm-up ${WARMUP}s, then wrk ${DURATION}s and oha ${DURATION}s at $CONNECTIONS connections"
+  run_wrk "$WARMUP" "$url" "$WORK/$name.warmup.txt"
+  if [[ $name == hookscope ]]; then stored_count >"$WORK/$name.count0"; fi
+  run_wrk "$DURATION" "$url" "$WORK/$name.wrk.txt"
+  if [[ $name == hookscope ]]; then stored_count >"$WORK/$name.count1"; fi
+  run_oha "$DURATION" "$url" "$WORK/$name.oha.json"
+  if [[ $name == hookscope ]]; then stored_count >"$WORK/$name.count2"; fi
+  return 0
+}
+
+if wants bare; then
+  port=${BARE_PORT:-$(free_port)}
+  log "bare: starting $BARE_BIN on 127.0.0.1:$port"
+  start_server bare "$BARE_BIN" "127.0.0.1:$port"
+  wait_ready bare curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
+    --data-binary "@$SAMPLE" "http://127.0.0.1:$port/hooks/keldair"
+  bench_target bare "http://127.0.0.1:$port/hooks/keldair"
+  stop_server bare
+fi
+
+if wants hookscope; then
+  port=${HOOKSCOPE_PORT:-$(free_port)}
+  log "hookscope: starting $HOOKSCOPE_BIN serve on 127.0.0.1:$port, database $WORK/bench.db"
+  # Run from the repository root, as a user would; the database lives in the temp dir.
+  start_server hookscope env -C "$ROOT" HOOKSCOPE_TOKEN=bench "$HOOKSCOPE_BIN" serve \
+    --listen "127.0.0.1:$port" --database-url "sqlite://$WORK/bench.db" --token bench
+  wait_ready hookscope curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/healthz"
+  bench_target hookscope "http://127.0.0.1:$port/hooks/keldair"
+  stop_server hookscope
+  # After a graceful stop, everything acknowledged must still be there.
+  sqlite3 -cmd '.timeout 5000' "$WORK/bench.db" "$COUNT_SQL" >"$WORK/hookscope.count3"
+fi
+
+# ---------------------------------------------------------------------------------------------
+# Report
+# ---------------------------------------------------------------------------------------------
+log "results"
+status=0
+python3 "$BENCH/ingest_report.py" "$WORK" "$CONNECTIONS" "$DURATION" || status=$?
+if [[ $status -eq 3 && $STRICT != 1 ]]; then status=0; fi
+exit "$status"

@@ -1,0 +1,139 @@
+#!/usr/bin/env python3
+"""Print the table of bench/ingest.sh from the files it left in its temp dir.
+
+Usage: ingest_report.py WORK_DIR CONNECTIONS DURATION_S
+
+Reads, for each server that ran (bare, hookscope): NAME.wrk.txt (the WRKRESULT line of
+ingest.lua), NAME.oha.json (oha --output-format json), NAME.mem (VmHWM/VmRSS lines) and, for
+hookscope, the delivery counts taken after the warm-up (count0), the wrk run (count1), the oha
+run (count2) and the graceful stop (count3).
+Exit status: 0 all good; 1 stored deliveries do not match the 2xx answers; 3 a target missed.
+"""
+import json
+import os
+import sys
+
+RATIO_TARGET = 0.50
+P99_TARGET_MS = 10.0
+
+
+def read(path):
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
+def wrk_result(path):
+    line = next(l for l in read(path).splitlines() if l.startswith("WRKRESULT "))
+    r = {k: float(v) for k, v in (kv.split("=") for kv in line.split()[1:])}
+    ok = r["requests"] - r["status"]  # wrk counts status >= 400 as errors; no 1xx/3xx here
+    secs = r["duration_us"] / 1e6
+    return {
+        "rps": ok / secs,
+        "p50": r["p50_us"] / 1000,
+        "p99": r["p99_us"] / 1000,
+        "ok": int(ok),
+        "other": int(r["status"]),
+        "errors": int(r["connect"] + r["read"] + r["write"] + r["timeout"]),
+    }
+
+
+def oha_result(path):
+    j = json.loads(read(path))
+    codes = j.get("statusCodeDistribution", {})
+    ok = sum(n for code, n in codes.items() if str(code).startswith("2"))
+    other = sum(n for code, n in codes.items() if not str(code).startswith("2"))
+    errors = sum(j.get("errorDistribution", {}).values())
+    total_s = j["summary"]["total"]
+    lat = j["latencyPercentiles"]
+    return {
+        "rps": ok / total_s,
+        "p50": (lat["p50"] or 0) * 1000,
+        "p99": (lat["p99"] or 0) * 1000,
+        "ok": ok,
+        "other": other,
+        "errors": errors,
+    }
+
+
+def mem_mib(path, key):
+    if not os.path.exists(path):
+        return None
+    for line in read(path).splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) / 1024
+    return None
+
+
+def main():
+    work, conns, duration = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    p = lambda name: os.path.join(work, name)  # noqa: E731
+    names = [n for n in ("bare", "hookscope") if os.path.exists(p(n + ".wrk.txt"))]
+    res = {(n, t): f(p(f"{n}.{t}.{ext}"))
+           for n in names
+           for t, f, ext in (("wrk", wrk_result, "txt"), ("oha", oha_result, "json"))}
+
+    print(f"Ingest: POST /hooks/keldair, ~1 KB KeldairHR events, {conns} connections, "
+          f"{duration} s per run, loopback")
+    print("(2 cores shared by the load generator and the server; requests/s counts 2xx answers)")
+    print()
+    print(f"{'server':<10} {'tool':<4} {'requests/s':>11} {'p50 ms':>8} {'p99 ms':>8} "
+          f"{'2xx':>9} {'non-2xx':>8} {'errors':>7}")
+    for (n, t), r in res.items():
+        print(f"{n:<10} {t:<4} {r['rps']:>11,.0f} {r['p50']:>8.2f} {r['p99']:>8.2f} "
+              f"{r['ok']:>9,} {r['other']:>8,} {r['errors']:>7,}")
+    print("wrk: a fresh event id on every request; oha: ids drawn at random from the payload "
+          "file, so many repeat.")
+
+    status = 0
+    if "bare" in names and "hookscope" in names:
+        print()
+        for t in ("wrk", "oha"):
+            ratio = res[("hookscope", t)]["rps"] / res[("bare", t)]["rps"]
+            print(f"hookscope/bare requests/s ({t}): {ratio:.2f}")
+    if "hookscope" in names:
+        hwm = mem_mib(p("hookscope.mem"), "VmHWM")
+        bare_hwm = mem_mib(p("bare.mem"), "VmHWM")
+        print(f"hookscope peak RSS (VmHWM): {hwm:.1f} MiB" if hwm is not None
+              else "hookscope peak RSS: unknown")
+        if bare_hwm is not None:
+            print(f"bare peak RSS (VmHWM): {bare_hwm:.1f} MiB")
+
+        # Every 2xx must be a stored delivery. A run cut at its deadline may leave up to one
+        # request per connection stored without its answer counted (wrk); oha -w waits for
+        # those, so only requests that failed on the client side may be stored unseen.
+        print()
+        counts = [int(read(p(f"hookscope.count{i}")).strip()) for i in range(4)]
+        checks = [
+            ("wrk run", counts[1] - counts[0], res[("hookscope", "wrk")], conns),
+            ("oha run", counts[2] - counts[1], res[("hookscope", "oha")],
+             res[("hookscope", "oha")]["errors"]),
+        ]
+        for label, stored, r, slack in checks:
+            ok = r["ok"] <= stored <= r["ok"] + slack
+            how = "equal" if stored == r["ok"] else f"{stored - r['ok']:+d}, allowed 0..+{slack}"
+            print(f"stored deliveries, {label}: {stored:,} for {r['ok']:,} 2xx answers "
+                  f"({how}): {'OK' if ok else 'MISMATCH'}")
+            if not ok:
+                status = 1
+        kept = counts[3] >= counts[2]
+        print(f"stored after graceful stop: {counts[3]:,} (before stop {counts[2]:,}): "
+              f"{'OK' if kept else 'LOST DELIVERIES'}")
+        if not kept:
+            status = 1
+
+    if "bare" in names and "hookscope" in names:
+        ratio = res[("hookscope", "wrk")]["rps"] / res[("bare", "wrk")]["rps"]
+        p99 = max(res[("hookscope", t)]["p99"] for t in ("wrk", "oha"))
+        ok_ratio, ok_p99 = ratio >= RATIO_TARGET, p99 < P99_TARGET_MS
+        print()
+        print(f"target: hookscope >= {RATIO_TARGET:.0%} of bare requests/s (wrk, fresh ids): "
+              f"{ratio:.0%} {'MET' if ok_ratio else 'MISSED'}")
+        print(f"target: hookscope p99 < {P99_TARGET_MS:g} ms (worse of wrk and oha): "
+              f"{p99:.2f} ms {'MET' if ok_p99 else 'MISSED'}")
+        if status == 0 and not (ok_ratio and ok_p99):
+            status = 3
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+//! The JSON API under `/api` (behind [`crate::auth`]): the event list with its filters, one
+//! event in full, and a delivery's raw bytes.
+
+use app::model::{EventDetail, EventFilter, EventPage};
+use axum::{
+    Json,
+    extract::{Path, RawQuery, State},
+    http::header,
+    response::{IntoResponse, Response},
+};
+
+use crate::{AppState, error::ApiError, storage::EventQuery};
+
+/// `GET /api/events`: newest first, filtered, keyset-paginated.
+pub async fn list_events(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<EventPage>, ApiError> {
+    let query = query.unwrap_or_default();
+    let filter = EventFilter::from_query_pairs(
+        form_urlencoded::parse(query.as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect::<Vec<_>>()
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str())),
+    )
+    .map_err(ApiError::BadRequest)?;
+    let query = EventQuery::parse(&filter)?;
+    Ok(Json(state.store.list_events(&query).await?))
+}
+
+/// `GET /api/events/{key}`: the summary, the payload and every delivery.
+pub async fn event_detail(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+) -> Result<Json<EventDetail>, ApiError> {
+    const NO_EVENT: &str = "no event has that key";
+    let key: i64 = key.parse().map_err(|_| ApiError::NotFound(NO_EVENT))?;
+    let detail = state.store.event_detail(key).await?;
+    detail.map(Json).ok_or(ApiError::NotFound(NO_EVENT))
+}
+
+/// `GET /api/deliveries/{id}/raw`: the bytes received, with the original content type.
+pub async fn raw_delivery(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let raw = state.store.raw_body(&id).await?.ok_or(ApiError::NotFound("no delivery has that id"))?;
+    let content_type = raw.content_type.unwrap_or_else(|| "application/octet-stream".to_owned());
+    Ok(([(header::CONTENT_TYPE, content_type)], raw.body).into_response())
+}

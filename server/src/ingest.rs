@@ -1,0 +1,226 @@
+//! The `/hooks/{source}` handler: capture the request exactly as it arrived, verify its
+//! signature, hand it to the batching writer, and answer only once it is on disk.
+
+use std::{net::SocketAddr, time::Duration};
+
+use app::model::{Header, SignatureVerdict};
+use axum::{
+    Json,
+    body::{Body, Bytes},
+    extract::{ConnectInfo, Path, Request, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts},
+    response::{IntoResponse, Response},
+};
+use http_body_util::BodyExt;
+use serde::Deserialize;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::{
+    AppState,
+    envelope::ParsedBody,
+    signature::{Verdict, Verification},
+    sources::{SourceSettings, SourceSlug},
+    storage::NewDelivery,
+    timestamp::now_micros,
+};
+
+/// The header every answer carries, naming the delivery Hookscope kept.
+const DELIVERY_ID_HEADER: &str = "hookscope-delivery-id";
+
+#[derive(Deserialize)]
+pub struct SourceParam {
+    source: String,
+}
+
+/// What reading the body gave: all of it, or only its size because it was over the limit.
+enum ReadBody {
+    Complete(Bytes),
+    TooLarge { size: u64 },
+}
+
+/// Receives one webhook on any method.
+#[tracing::instrument(level = "debug", skip_all, fields(source = %source))]
+pub async fn receive(
+    State(state): State<AppState>,
+    Path(SourceParam { source }): Path<SourceParam>,
+    request: Request,
+) -> Response {
+    let slug = match SourceSlug::parse(&source) {
+        Ok(slug) => slug,
+        Err(message) => return error_response(StatusCode::BAD_REQUEST, &message, None),
+    };
+    let received_at = now_micros();
+    let (parts, body) = request.into_parts();
+    let body = match read_body(&parts.headers, body, state.max_body).await {
+        Ok(body) => body,
+        Err(message) => return error_response(StatusCode::BAD_REQUEST, &message, None),
+    };
+    let settings = state.sources.settings(&slug);
+    let delivery = capture(&parts, slug, received_at, body, &settings, state.max_body);
+    let id = delivery.id.clone();
+    let (status, reason) = (delivery.response_status, delivery.signature_reason.clone());
+    if let Err(e) = state.writer.store(delivery).await {
+        tracing::error!(error = %e, "delivery not stored");
+        let message = "the delivery could not be stored; please retry";
+        return error_response(StatusCode::SERVICE_UNAVAILABLE, message, None);
+    }
+    answer(status, &id, reason, &settings, state.max_body).await
+}
+
+/// Reads the body up to `limit` bytes. A declared or actual size over the limit stops the read.
+async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<ReadBody, String> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(size) = declared.filter(|size| *size > limit as u64) {
+        return Ok(ReadBody::TooLarge { size });
+    }
+    let mut body = body;
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let mut read = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| format!("the body could not be read: {e}"))?;
+        if let Ok(data) = frame.into_data() {
+            read += data.len();
+            if read > limit {
+                return Ok(ReadBody::TooLarge { size: read as u64 });
+            }
+            chunks.push(data);
+        }
+    }
+    Ok(ReadBody::Complete(match chunks.len() {
+        1 => chunks.pop().unwrap_or_default(),
+        _ => chunks.concat().into(),
+    }))
+}
+
+/// Builds the record of one delivery and decides the status it gets.
+fn capture(
+    parts: &Parts,
+    source: SourceSlug,
+    received_at: i64,
+    body: ReadBody,
+    settings: &SourceSettings,
+    limit: usize,
+) -> NewDelivery {
+    let (body, size, parsed, verification) = match body {
+        ReadBody::Complete(body) => {
+            let parsed = ParsedBody::parse(&body);
+            let verification = settings.verifier.verify(&parts.headers, &body, received_at / 1_000_000);
+            let size = body.len() as u64;
+            (body, size, parsed, verification)
+        }
+        ReadBody::TooLarge { size } => {
+            let unread = Verification {
+                verdict: Verdict::Unchecked,
+                reason: Some("not checked: the body was over the size limit and not read".to_owned()),
+            };
+            (Bytes::new(), size, ParsedBody::too_large(size, limit), unread)
+        }
+    };
+    let too_large = parsed.kind == app::model::BodyKind::TooLarge;
+    let verdict = shared_verdict(verification.verdict);
+    let rejected = settings.enforce && !too_large && verdict != SignatureVerdict::Valid;
+    let response_status = match (too_large, rejected, &settings.response) {
+        (true, _, _) => StatusCode::PAYLOAD_TOO_LARGE,
+        (_, true, _) => StatusCode::UNAUTHORIZED,
+        (_, _, Some(custom)) => custom.status,
+        _ => StatusCode::OK,
+    };
+    NewDelivery {
+        id: uuid::Uuid::now_v7().to_string(),
+        source,
+        method: parts.method.to_string(),
+        path: parts.uri.path().to_owned(),
+        query: parts.uri.query().map(str::to_owned),
+        headers_json: headers_json(&parts.headers),
+        remote_addr: parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.to_string()),
+        received_at,
+        size: size as i64,
+        content_type: header_text(&parts.headers, header::CONTENT_TYPE),
+        body_sha256: Sha256::digest(&body).into(),
+        body,
+        parsed,
+        signature: verdict,
+        signature_reason: verification.reason,
+        rejected,
+        too_large,
+        response_status: response_status.as_u16(),
+    }
+}
+
+fn shared_verdict(verdict: Verdict) -> SignatureVerdict {
+    match verdict {
+        Verdict::Valid => SignatureVerdict::Valid,
+        Verdict::Invalid => SignatureVerdict::Invalid,
+        Verdict::Missing => SignatureVerdict::Missing,
+        Verdict::Unchecked => SignatureVerdict::Unchecked,
+    }
+}
+
+fn header_text(headers: &HeaderMap, name: header::HeaderName) -> Option<String> {
+    headers.get(name).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+}
+
+/// The headers as a JSON array of `{name, value}`, in the order the map holds them (arrival
+/// order, with repeats of one name next to each other). A value that is not UTF-8 is kept
+/// with U+FFFD in place of the bad bytes.
+fn headers_json(headers: &HeaderMap) -> String {
+    let list: Vec<Header> = headers
+        .iter()
+        .map(|(name, value)| Header {
+            name: name.as_str().to_owned(),
+            value: String::from_utf8_lossy(value.as_bytes()).into_owned(),
+        })
+        .collect();
+    serde_json::to_string(&list).unwrap_or_else(|_| "[]".to_owned())
+}
+
+/// The answer once the delivery is stored.
+async fn answer(
+    status: u16,
+    id: &str,
+    reason: Option<String>,
+    settings: &SourceSettings,
+    limit: usize,
+) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    match status {
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            let message = format!("the body is over the {limit} byte limit; its headers and size were kept");
+            error_response(status, &message, Some(id))
+        }
+        StatusCode::UNAUTHORIZED if settings.enforce => {
+            let message = format!("signature not valid: {}", reason.as_deref().unwrap_or("missing"));
+            error_response(status, &message, Some(id))
+        }
+        _ => match &settings.response {
+            Some(custom) => {
+                tokio::time::sleep(Duration::from_millis(custom.delay_ms)).await;
+                with_delivery_id((custom.status, custom.body.clone()).into_response(), id)
+            }
+            None => with_delivery_id(Json(json!({ "deliveryId": id })).into_response(), id),
+        },
+    }
+}
+
+fn error_response(status: StatusCode, message: &str, id: Option<&str>) -> Response {
+    let body = match id {
+        Some(id) => json!({ "error": message, "deliveryId": id }),
+        None => json!({ "error": message }),
+    };
+    let response = (status, Json(body)).into_response();
+    match id {
+        Some(id) => with_delivery_id(response, id),
+        None => response,
+    }
+}
+
+fn with_delivery_id(mut response: Response, id: &str) -> Response {
+    if let Ok(value) = HeaderValue::from_str(id) {
+        response.headers_mut().insert(DELIVERY_ID_HEADER, value);
+    }
+    response
+}

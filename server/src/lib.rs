@@ -1,0 +1,185 @@
+//! Hookscope's server: receives webhooks at `/hooks/{source}`, keeps every delivery exactly as
+//! it arrived, and serves the dashboard (Leptos, server-rendered then hydrated) and the JSON
+//! API from one binary.
+//!
+//! - [`config`]: the command line and its environment variables.
+//! - [`sources`]: per-source settings from the `--config` file.
+//! - [`ingest`]: the `/hooks` handler; [`envelope`] and [`signature`] read what arrived.
+//! - [`storage`]: SQLite, the batching writer and the queries.
+//! - [`auth`], [`api`], [`ui`]: who may look, and the two ways to look (JSON and pages).
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod envelope;
+pub mod error;
+pub mod ingest;
+pub mod signature;
+pub mod sources;
+pub mod storage;
+pub mod timestamp;
+pub mod ui;
+
+use std::{future::Future, net::SocketAddr, sync::Arc};
+
+use anyhow::Context;
+use axum::{
+    Router,
+    extract::{DefaultBodyLimit, FromRef, State},
+    http::StatusCode,
+    middleware,
+    routing::{any, get, post},
+};
+use leptos::config::LeptosOptions;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    auth::Auth,
+    config::{ServeArgs, Token},
+    sources::Sources,
+    storage::{Store, Writer},
+};
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub writer: Writer,
+    pub sources: Arc<Sources>,
+    pub auth: Arc<Auth>,
+    pub max_body: usize,
+    pub leptos_options: LeptosOptions,
+}
+
+impl FromRef<AppState> for LeptosOptions {
+    fn from_ref(state: &AppState) -> Self {
+        state.leptos_options.clone()
+    }
+}
+
+/// The whole HTTP surface: ingestion and health (open), the API and the pages (behind login).
+pub fn router(state: AppState) -> Router {
+    let hooks = Router::new()
+        .route("/hooks/{source}", any(ingest::receive))
+        .route("/hooks/{source}/{*rest}", any(ingest::receive))
+        .layer(DefaultBodyLimit::disable());
+    let dashboard = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/auth/login", get(auth::login_link).post(auth::login_form))
+        .route("/auth/logout", post(auth::logout))
+        .route("/api/events", get(api::list_events))
+        .route("/api/events/{key}", get(api::event_detail))
+        .route("/api/deliveries/{id}/raw", get(api::raw_delivery))
+        .merge(ui::routes(&state))
+        .layer(middleware::from_fn_with_state(state.clone(), auth::require_login));
+    hooks.merge(dashboard).with_state(state)
+}
+
+/// `GET /healthz`: 200 once the server is up and the database answers.
+async fn healthz(State(state): State<AppState>) -> (StatusCode, &'static str) {
+    if state.store.is_reachable().await {
+        (StatusCode::OK, "ok")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "database unreachable")
+    }
+}
+
+/// A server that is bound and ready, not yet serving.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    writer_task: tokio::task::JoinHandle<()>,
+    /// The token, when it was generated rather than given.
+    generated_token: Option<Token>,
+}
+
+impl Application {
+    /// Loads the sources, opens the database and binds the address.
+    pub async fn build(args: ServeArgs) -> anyhow::Result<Self> {
+        let sources = match &args.config {
+            Some(path) => Sources::load(path).map_err(anyhow::Error::msg)?,
+            None => Sources::default(),
+        };
+        let (token, generated_token) = match args.token {
+            Some(token) => (token, None),
+            None => {
+                let token = Token::generate();
+                (token.clone(), Some(token))
+            }
+        };
+        let opened = storage::open(&args.database_url).await?;
+        let listener = TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("listening on {}", args.listen))?;
+        let address = listener.local_addr()?;
+        let (writer, writer_task) = Writer::spawn(opened.writer_connection);
+        let leptos_options = LeptosOptions::builder()
+            .output_name("hookscope")
+            .site_root(args.site_root.as_str())
+            .site_pkg_dir("pkg")
+            .site_addr(address)
+            .build();
+        let state = AppState {
+            store: opened.store,
+            writer,
+            sources: Arc::new(sources),
+            auth: Arc::new(Auth::new(token)),
+            max_body: args.max_body.0,
+            leptos_options,
+        };
+        Ok(Self { listener, state, writer_task, generated_token })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// The URL that logs a browser in, when the token was generated.
+    pub fn login_url(&self) -> Option<String> {
+        let token = self.generated_token.as_ref()?;
+        Some(format!("http://{}/auth/login?token={}", self.local_addr(), token.expose()))
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, lets requests in flight
+    /// finish (each waits for its batch to commit), drains the writer and checkpoints.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let Self { listener, state, writer_task, .. } = self;
+        let stop_background = CancellationToken::new();
+        let checkpoints = tokio::spawn(state.store.clone().run_checkpoints(stop_background.clone()));
+        let store = state.store.clone();
+        let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(listener, app).with_graceful_shutdown(shutdown).await.context("serving HTTP")?;
+        // Every handle to the writer lived in the router, now dropped: the writer drains its
+        // queue, commits and ends.
+        writer_task.await.context("the writer task failed")?;
+        stop_background.cancel();
+        checkpoints.await.context("the checkpoint task failed")?;
+        store.close().await;
+        Ok(())
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutting down: finishing the deliveries in flight");
+}

@@ -1,0 +1,33 @@
+//! The `hookscope` binary: parse the command line, then serve.
+
+use clap::Parser;
+use hookscope::{Application, config::Cli, shutdown_signal};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .init();
+    let args = Cli::parse().into_serve_args();
+    match serve(args).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hookscope: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: hookscope::config::ServeArgs) -> anyhow::Result<()> {
+    let app = Application::build(args).await?;
+    let address = app.local_addr();
+    println!("Hookscope is listening on http://{address}");
+    println!("  webhooks: http://{address}/hooks/<source>");
+    if let Some(url) = app.login_url() {
+        println!("  no --token given; log in with: {url}");
+    }
+    app.run_until_stopped(shutdown_signal()).await?;
+    println!("Hookscope stopped: every acknowledged delivery is stored.");
+    Ok(())
+}

@@ -1,0 +1,201 @@
+//! Reading events back: the filtered, keyset-paginated list, one event with its deliveries,
+//! and a delivery's raw bytes.
+
+use app::model::{
+    BodyKind, Delivery, EventDetail, EventFilter, EventPage, EventSummary, Header, SignatureVerdict,
+};
+use sqlx::{QueryBuilder, Row, Sqlite, sqlite::SqliteRow};
+
+use super::Store;
+use crate::timestamp::{format_rfc3339, parse_rfc3339};
+
+/// A filter whose times and cursor have been parsed.
+#[derive(Debug, Default)]
+pub struct EventQuery {
+    types: Vec<String>,
+    source: Option<String>,
+    received: (Option<i64>, Option<i64>),
+    occurred: (Option<i64>, Option<i64>),
+    signature: Option<SignatureVerdict>,
+    before_key: Option<i64>,
+    limit: u32,
+}
+
+/// Why a list or lookup could not be answered.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// The caller's filter is wrong; the message says how.
+    #[error("{0}")]
+    BadFilter(String),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+impl EventQuery {
+    /// Parses the filter's times and cursor, naming the parameter that is wrong.
+    pub fn parse(filter: &EventFilter) -> Result<Self, QueryError> {
+        let time = |name: &str, value: &Option<String>| -> Result<Option<i64>, QueryError> {
+            value
+                .as_deref()
+                .map(|v| {
+                    parse_rfc3339(v).ok_or_else(|| {
+                        QueryError::BadFilter(format!(
+                            "{name} must be an RFC 3339 time such as 2026-01-31T09:00:00Z, not {v:?}"
+                        ))
+                    })
+                })
+                .transpose()
+        };
+        let before_key = filter
+            .cursor
+            .as_deref()
+            .map(|c| c.parse::<i64>().map_err(|_| QueryError::BadFilter(format!("cursor {c:?} is not one this server gave"))))
+            .transpose()?;
+        Ok(Self {
+            types: filter.types.clone(),
+            source: filter.source.clone(),
+            received: (time("from", &filter.from)?, time("to", &filter.to)?),
+            occurred: (time("occurredFrom", &filter.occurred_from)?, time("occurredTo", &filter.occurred_to)?),
+            signature: filter.signature,
+            before_key,
+            limit: filter.page_size().min(EventFilter::MAX_LIMIT),
+        })
+    }
+}
+
+const SUMMARY_COLUMNS: &str = "key, source, event_id, type, version, date_occurred, received_at, \
+     last_received_at, delivery_count, signature, body_kind, parse_error, body_differs";
+
+const DELIVERY_COLUMNS: &str = "id, method, path, query, headers, remote_addr, received_at, size, \
+     content_type, signature, signature_reason, rejected, body_differs, too_large, response_status";
+
+/// A delivery's bytes exactly as received, with the content type it came with.
+pub struct RawBody {
+    pub content_type: Option<String>,
+    pub body: Vec<u8>,
+}
+
+impl Store {
+    /// One page of events, newest first.
+    pub async fn list_events(&self, query: &EventQuery) -> Result<EventPage, QueryError> {
+        let mut sql = QueryBuilder::<Sqlite>::new(format!("SELECT {SUMMARY_COLUMNS} FROM events WHERE 1 = 1"));
+        if !query.types.is_empty() {
+            sql.push(" AND type IN (");
+            let mut list = sql.separated(", ");
+            for t in &query.types {
+                list.push_bind(t);
+            }
+            sql.push(")");
+        }
+        let conditions = [
+            (" AND received_at >= ", query.received.0),
+            (" AND received_at < ", query.received.1),
+            (" AND occurred_at >= ", query.occurred.0),
+            (" AND occurred_at < ", query.occurred.1),
+            (" AND key < ", query.before_key),
+        ];
+        for (condition, value) in conditions {
+            if let Some(value) = value {
+                sql.push(condition).push_bind(value);
+            }
+        }
+        if let Some(source) = &query.source {
+            sql.push(" AND source = ").push_bind(source);
+        }
+        if let Some(verdict) = query.signature {
+            sql.push(" AND signature = ").push_bind(verdict.as_str());
+        }
+        sql.push(" ORDER BY key DESC LIMIT ").push_bind(i64::from(query.limit) + 1);
+        let rows = sql.build().fetch_all(&self.pool).await?;
+        let mut items = rows.iter().map(summary_from_row).collect::<Result<Vec<_>, _>>()?;
+        let next_cursor = if items.len() > query.limit as usize {
+            items.truncate(query.limit as usize);
+            items.last().map(|last| last.key.to_string())
+        } else {
+            None
+        };
+        Ok(EventPage { items, next_cursor })
+    }
+
+    /// One event, its first delivery's payload and every delivery; `None` if there is none.
+    pub async fn event_detail(&self, key: i64) -> Result<Option<EventDetail>, QueryError> {
+        let sql = format!("SELECT {SUMMARY_COLUMNS} FROM events WHERE key = $1");
+        let Some(row) = sqlx::query(&sql).bind(key).fetch_optional(&self.pool).await? else {
+            return Ok(None);
+        };
+        let summary = summary_from_row(&row)?;
+        let sql = format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE event_key = $1 ORDER BY seq");
+        let rows = sqlx::query(&sql).bind(key).fetch_all(&self.pool).await?;
+        let deliveries = rows.iter().map(delivery_from_row).collect::<Result<Vec<_>, _>>()?;
+        let first_body: Option<Vec<u8>> =
+            sqlx::query_scalar("SELECT body FROM deliveries WHERE event_key = $1 ORDER BY seq LIMIT 1")
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?;
+        let body = first_body.unwrap_or_default();
+        let payload = serde_json::from_slice(&body).ok();
+        let raw_text = match payload {
+            Some(_) => None,
+            None => String::from_utf8(body).ok().filter(|t| !t.is_empty()),
+        };
+        Ok(Some(EventDetail { summary, payload, raw_text, deliveries }))
+    }
+
+    /// The bytes of one delivery exactly as received; `None` if there is no such delivery.
+    pub async fn raw_body(&self, delivery_id: &str) -> Result<Option<RawBody>, QueryError> {
+        let row = sqlx::query("SELECT content_type, body FROM deliveries WHERE id = $1")
+            .bind(delivery_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| RawBody { content_type: r.get(0), body: r.get(1) }))
+    }
+}
+
+fn verdict(row: &SqliteRow, column: &str) -> Result<SignatureVerdict, sqlx::Error> {
+    let name: &str = row.try_get(column)?;
+    SignatureVerdict::parse(name).ok_or_else(|| sqlx::Error::Decode(format!("unknown verdict {name:?}").into()))
+}
+
+fn summary_from_row(row: &SqliteRow) -> Result<EventSummary, sqlx::Error> {
+    let kind: &str = row.try_get("body_kind")?;
+    Ok(EventSummary {
+        key: row.try_get("key")?,
+        source: row.try_get("source")?,
+        event_id: row.try_get("event_id")?,
+        event_type: row.try_get("type")?,
+        version: row.try_get("version")?,
+        date_occurred: row.try_get("date_occurred")?,
+        received_at: format_rfc3339(row.try_get("received_at")?),
+        last_received_at: format_rfc3339(row.try_get("last_received_at")?),
+        delivery_count: row.try_get("delivery_count")?,
+        signature: verdict(row, "signature")?,
+        body_kind: BodyKind::parse(kind)
+            .ok_or_else(|| sqlx::Error::Decode(format!("unknown body kind {kind:?}").into()))?,
+        parse_error: row.try_get("parse_error")?,
+        body_differs: row.try_get("body_differs")?,
+    })
+}
+
+fn delivery_from_row(row: &SqliteRow) -> Result<Delivery, sqlx::Error> {
+    let headers: &str = row.try_get("headers")?;
+    let headers: Vec<Header> =
+        serde_json::from_str(headers).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+    let status: i32 = row.try_get("response_status")?;
+    Ok(Delivery {
+        id: row.try_get("id")?,
+        method: row.try_get("method")?,
+        path: row.try_get("path")?,
+        query: row.try_get("query")?,
+        headers,
+        remote_addr: row.try_get("remote_addr")?,
+        received_at: format_rfc3339(row.try_get("received_at")?),
+        size: row.try_get("size")?,
+        content_type: row.try_get("content_type")?,
+        signature: verdict(row, "signature")?,
+        signature_reason: row.try_get("signature_reason")?,
+        rejected: row.try_get("rejected")?,
+        body_differs: row.try_get("body_differs")?,
+        too_large: row.try_get("too_large")?,
+        response_status: u16::try_from(status).unwrap_or_default(),
+    })
+}

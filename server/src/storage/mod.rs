@@ -1,0 +1,94 @@
+//! Storage: one SQLite database in WAL mode. Reads go through a pool ([`Store`]); every write
+//! goes through the single batching [`writer`], which owns its own connection, so SQLite never
+//! sees two writers and many deliveries share one transaction and one fsync. A background task
+//! checkpoints the WAL on another connection, keeping that work off the acknowledgement path.
+
+mod events;
+pub mod writer;
+
+use std::{str::FromStr, time::Duration};
+
+use anyhow::Context;
+use sqlx::{
+    ConnectOptions, Connection, SqliteConnection, SqlitePool,
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
+};
+use tokio_util::sync::CancellationToken;
+
+pub use events::{EventQuery, QueryError, RawBody};
+pub use writer::{NewDelivery, Stored, WriteError, Writer};
+
+/// The read side of the database, cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+/// An opened database: the read side and the writer's own connection.
+pub struct Opened {
+    pub store: Store,
+    pub writer_connection: SqliteConnection,
+}
+
+/// Opens (creating if missing) the database at `url` and brings its schema up to date.
+pub async fn open(url: &str) -> anyhow::Result<Opened> {
+    let options = SqliteConnectOptions::from_str(url)
+        .with_context(|| format!("{url:?} is not a SQLite database URL such as sqlite://hookscope.db"))?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        // FULL: a commit is on disk (the WAL is fsynced) before any sender is acknowledged.
+        .synchronous(SqliteSynchronous::Full)
+        .busy_timeout(Duration::from_secs(10));
+    let pool = SqlitePoolOptions::new()
+        .max_connections(4)
+        .connect_with(options.clone())
+        .await
+        .with_context(|| format!("opening the database {url}"))?;
+    sqlx::migrate!("../migrations/sqlite")
+        .run(&pool)
+        .await
+        .context("bringing the database schema up to date")?;
+    // The writer never checkpoints itself: see `run_checkpoints`.
+    let writer_connection = options
+        .pragma("wal_autocheckpoint", "0")
+        .connect()
+        .await
+        .context("opening the writer's database connection")?;
+    Ok(Opened { store: Store { pool }, writer_connection })
+}
+
+impl Store {
+    /// True when the database answers a trivial query.
+    pub async fn is_reachable(&self) -> bool {
+        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+    }
+
+    /// Copies the WAL into the database file now and then, on a pool connection, until
+    /// `stop` is cancelled. PASSIVE never waits for the writer, so a slow disk delays the
+    /// checkpoint, not an acknowledgement.
+    pub async fn run_checkpoints(self, stop: CancellationToken) {
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tick.tick() => {
+                    if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&self.pool).await {
+                        tracing::warn!(error = %e, "WAL checkpoint failed");
+                    }
+                }
+            }
+        }
+        // A last full checkpoint leaves a compact database file behind.
+        let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.pool).await;
+    }
+
+    /// Closes every pooled connection.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Closes the writer's connection cleanly (used when start-up fails after opening).
+pub async fn close_connection(connection: SqliteConnection) {
+    let _ = connection.close().await;
+}

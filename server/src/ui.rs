@@ -1,0 +1,53 @@
+//! The dashboard pages: Leptos routes rendered on the server, with the [`app::api::Backend`]
+//! that answers the UI's server functions provided through context.
+
+use std::sync::Arc;
+
+use app::{
+    api::{Backend, SharedBackend},
+    model::{EventDetail, EventFilter, EventPage},
+};
+use axum::Router;
+use leptos::prelude::provide_context;
+use leptos_axum::{LeptosRoutes, generate_route_list};
+
+use crate::{AppState, storage::{EventQuery, QueryError, Store}};
+
+/// The page routes, the server functions and the static files (`/pkg`).
+pub fn routes(state: &AppState) -> Router<AppState> {
+    let backend: SharedBackend = Arc::new(StoreBackend(state.store.clone()));
+    let options = state.leptos_options.clone();
+    Router::new()
+        .leptos_routes_with_context(
+            state,
+            generate_route_list(app::App),
+            move || provide_context(backend.clone()),
+            move || app::shell(options.clone()),
+        )
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(app::shell))
+}
+
+/// Answers the UI from the store.
+struct StoreBackend(Store);
+
+fn message(e: QueryError) -> String {
+    match e {
+        QueryError::BadFilter(m) => m,
+        QueryError::Database(e) => {
+            tracing::error!(error = %e, "a UI query failed");
+            "the database could not answer".to_owned()
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Backend for StoreBackend {
+    async fn list_events(&self, filter: EventFilter) -> Result<EventPage, String> {
+        let query = EventQuery::parse(&filter).map_err(message)?;
+        self.0.list_events(&query).await.map_err(message)
+    }
+
+    async fn event_detail(&self, key: i64) -> Result<Option<EventDetail>, String> {
+        self.0.event_detail(key).await.map_err(message)
+    }
+}
