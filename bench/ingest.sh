@@ -101,6 +101,7 @@ wants hookscope && { [[ -x $HOOKSCOPE_BIN ]] || die "no $HOOKSCOPE_BIN (build it
 # ---------------------------------------------------------------------------------------------
 WORK=$(mktemp -d /tmp/hookscope-bench.XXXXXX)
 SERVER_PID=""
+# shellcheck disable=SC2317  # invoked by the EXIT trap
 cleanup() {
   if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
     kill -TERM "$SERVER_PID" 2>/dev/null || true
@@ -175,13 +176,14 @@ run_oha() {
     -m POST -T application/json -Z "$WORK/payloads.ndjson" "$2" >/dev/null
 }
 
-# stored_count: deliveries in Hookscope's database, once the count has stopped moving
-# (requests cut off at a deadline may still be landing), bounded to 10 s.
+# stored_count: deliveries in Hookscope's database once the count has held still for 1 s
+# (requests cut off at a wrk deadline may still be landing), bounded to 15 s.
 stored_count() {
-  local prev=-1 cur
-  for _ in $(seq 1 40); do
+  local prev=-1 cur still=0
+  for _ in $(seq 1 60); do
     cur=$(sqlite3 -cmd '.timeout 5000' "$WORK/bench.db" "$COUNT_SQL")
-    [[ $cur == "$prev" ]] && break
+    if [[ $cur == "$prev" ]]; then still=$((still + 1)); else still=0; fi
+    [[ $still -ge 4 ]] && break
     prev=$cur
     sleep 0.25
   done

@@ -47,9 +47,7 @@ pub fn EmptyState(hooks_url: String) -> impl IntoView {
     let command = sample_curl(&url);
     let copied = RwSignal::new(None::<&'static str>);
     let copy_text = command.clone();
-    let copy = move |_| {
-        copied.set(Some(copy_to_clipboard(&copy_text)));
-    };
+    let copy = move |_| copy_to_clipboard(copy_text.clone(), copied);
     view! {
         <section class="empty">
             <h2>"No events yet"</h2>
@@ -70,19 +68,17 @@ fn sample_curl(url: &str) -> String {
     format!("curl -X POST {url} \\\n  -H 'content-type: application/json' \\\n  -d '{event}'")
 }
 
-/// Copies `text` and says how that went.
+/// Copies `text` to the clipboard and reports the outcome in `status`.
 #[cfg(feature = "hydrate")]
-fn copy_to_clipboard(text: &str) -> &'static str {
-    match web_sys::window() {
-        Some(window) => {
-            let _ = window.navigator().clipboard().write_text(text);
-            "Copied"
-        }
-        None => "Select the command and copy it",
-    }
+fn copy_to_clipboard(text: String, status: RwSignal<Option<&'static str>>) {
+    let Some(window) = web_sys::window() else { return };
+    let promise = window.navigator().clipboard().write_text(&text);
+    leptos::task::spawn_local(async move {
+        let copied = wasm_bindgen_futures::JsFuture::from(promise).await.is_ok();
+        status.set(Some(if copied { "Copied" } else { "Copy failed: select the command instead" }));
+    });
 }
 
+// The button only exists for a hydrated page; on the server it is never clicked.
 #[cfg(not(feature = "hydrate"))]
-fn copy_to_clipboard(_text: &str) -> &'static str {
-    "Select the command and copy it"
-}
+fn copy_to_clipboard(_text: String, _status: RwSignal<Option<&'static str>>) {}

@@ -8,13 +8,7 @@
 //! Usage: `cargo run --release -p hookscope --example bare_ingest [ADDR]`
 //! ADDR comes from the first argument, else `BARE_INGEST_ADDR`, else 127.0.0.1:3999.
 
-use axum::{
-    Json, Router,
-    body::Bytes,
-    extract::Path,
-    http::StatusCode,
-    routing::post,
-};
+use axum::{Json, Router, body::Bytes, extract::Path, http::StatusCode, routing::post};
 use serde_json::{Value, json};
 
 async fn ingest(Path(source): Path<String>, body: Bytes) -> (StatusCode, Json<Value>) {

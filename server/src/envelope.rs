@@ -45,8 +45,14 @@ impl ParsedBody {
     pub fn parse(body: &[u8]) -> Self {
         match serde_json::from_slice::<RawEnvelope>(body) {
             Ok(raw) => Self::from_raw(raw),
-            Err(e) if e.is_data() => {
+            // A type error can come before a syntax error further on: only a body that is
+            // valid JSON throughout counts as JSON.
+            Err(e) if e.is_data() && serde_json::from_slice::<IgnoredAny>(body).is_ok() => {
                 Self::not_an_envelope(BodyKind::Json, format!("JSON, but not an envelope: {e}"))
+            }
+            Err(e) if e.is_data() => {
+                let syntax = serde_json::from_slice::<IgnoredAny>(body).err().unwrap_or(e);
+                Self::not_an_envelope(BodyKind::NotJson, format!("not JSON: {syntax}"))
             }
             Err(e) => Self::not_an_envelope(BodyKind::NotJson, format!("not JSON: {e}")),
         }

@@ -300,7 +300,8 @@ secrets = ["abc"]
         let err = Sources::parse(bad_scheme).unwrap_err();
         assert!(err.starts_with("3:10: unknown scheme \"rot13\""), "{err}");
         let bad_toml = "[[source]]\nname = \"a\"\nsecrets = [\n";
-        assert!(Sources::parse(bad_toml).unwrap_err().starts_with("3:"));
+        let err = Sources::parse(bad_toml).unwrap_err();
+        assert!(err.starts_with("4:1: "), "{err}");
         let unknown_key = "[[source]]\nname = \"a\"\nsecret = \"x\"\n";
         let err = Sources::parse(unknown_key).unwrap_err();
         assert!(err.starts_with("3:1: unknown field `secret`"), "{err}");
