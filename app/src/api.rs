@@ -33,21 +33,35 @@ pub type SharedBackend = std::sync::Arc<dyn Backend>;
 
 #[cfg(feature = "ssr")]
 fn backend() -> Result<SharedBackend, ServerFnError> {
-    use_context::<SharedBackend>().ok_or_else(|| ServerFnError::new("the server provided no backend"))
+    use_context::<SharedBackend>()
+        .ok_or_else(|| ServerFnError::new("the server provided no backend"))
 }
 
 /// The event list for the UI.
 #[server(prefix = "/api/ui", endpoint = "events")]
 pub async fn load_events(filter: EventFilter) -> Result<EventsView, ServerFnError> {
     let filtered = !filter.is_unfiltered();
-    let page = backend()?.list_events(filter).await.map_err(ServerFnError::new)?;
+    let page = backend()?
+        .list_events(filter)
+        .await
+        .map_err(ServerFnError::new)?;
     let headers: http::HeaderMap = leptos_axum::extract().await?;
-    let host = headers.get(http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1:3000");
-    Ok(EventsView { page, filtered, hooks_url: format!("http://{host}/hooks/") })
+    let host = headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("127.0.0.1:3000");
+    Ok(EventsView {
+        page,
+        filtered,
+        hooks_url: format!("http://{host}/hooks/"),
+    })
 }
 
 /// One event for the UI.
 #[server(prefix = "/api/ui", endpoint = "event")]
 pub async fn load_event(key: i64) -> Result<Option<EventDetail>, ServerFnError> {
-    backend()?.event_detail(key).await.map_err(ServerFnError::new)
+    backend()?
+        .event_detail(key)
+        .await
+        .map_err(ServerFnError::new)
 }

@@ -71,11 +71,17 @@ fn sample_curl(url: &str) -> String {
 /// Copies `text` to the clipboard and reports the outcome in `status`.
 #[cfg(feature = "hydrate")]
 fn copy_to_clipboard(text: String, status: RwSignal<Option<&'static str>>) {
-    let Some(window) = web_sys::window() else { return };
+    let Some(window) = web_sys::window() else {
+        return;
+    };
     let promise = window.navigator().clipboard().write_text(&text);
     leptos::task::spawn_local(async move {
         let copied = wasm_bindgen_futures::JsFuture::from(promise).await.is_ok();
-        status.set(Some(if copied { "Copied" } else { "Copy failed: select the command instead" }));
+        status.set(Some(if copied {
+            "Copied"
+        } else {
+            "Copy failed: select the command instead"
+        }));
     });
 }
 

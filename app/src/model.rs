@@ -20,7 +20,8 @@ pub enum SignatureVerdict {
 
 impl SignatureVerdict {
     /// Every verdict, in the order the UI lists them.
-    pub const ALL: [SignatureVerdict; 4] = [Self::Valid, Self::Invalid, Self::Missing, Self::Unchecked];
+    pub const ALL: [SignatureVerdict; 4] =
+        [Self::Valid, Self::Invalid, Self::Missing, Self::Unchecked];
 
     /// The wire name, as stored and as used in the `signature` filter.
     pub fn as_str(self) -> &'static str {
@@ -196,7 +197,9 @@ impl EventFilter {
                 "occurredTo" => filter.occurred_to = Some(value),
                 "signature" => {
                     let verdict = SignatureVerdict::parse(&value).ok_or_else(|| {
-                        format!("signature must be valid, invalid, missing or unchecked, not {value:?}")
+                        format!(
+                            "signature must be valid, invalid, missing or unchecked, not {value:?}"
+                        )
                     })?;
                     filter.signature = Some(verdict);
                 }
@@ -205,7 +208,12 @@ impl EventFilter {
                         .parse::<u32>()
                         .ok()
                         .filter(|n| (1..=Self::MAX_LIMIT).contains(n))
-                        .ok_or_else(|| format!("limit must be a number from 1 to {}, not {value:?}", Self::MAX_LIMIT))?;
+                        .ok_or_else(|| {
+                            format!(
+                                "limit must be a number from 1 to {}, not {value:?}",
+                                Self::MAX_LIMIT
+                            )
+                        })?;
                     filter.limit = Some(limit);
                 }
                 "cursor" => filter.cursor = Some(value),
@@ -228,7 +236,11 @@ impl EventFilter {
             ("occurredTo", &self.occurred_to),
             ("cursor", &self.cursor),
         ];
-        pairs.extend(optional.into_iter().filter_map(|(k, v)| v.clone().map(|v| (k, v))));
+        pairs.extend(
+            optional
+                .into_iter()
+                .filter_map(|(k, v)| v.clone().map(|v| (k, v))),
+        );
         if let Some(verdict) = self.signature {
             pairs.push(("signature", verdict.as_str().to_owned()));
         }
@@ -261,7 +273,12 @@ mod tests {
 
     #[test]
     fn query_pairs_round_trip_with_repeated_types() {
-        let pairs = [("type", "applicant.hired"), ("type", "offer.accepted"), ("signature", "valid"), ("limit", "10")];
+        let pairs = [
+            ("type", "applicant.hired"),
+            ("type", "offer.accepted"),
+            ("signature", "valid"),
+            ("limit", "10"),
+        ];
         let filter = EventFilter::from_query_pairs(pairs).unwrap();
         assert_eq!(filter.types, ["applicant.hired", "offer.accepted"]);
         let back = filter.to_query_pairs();
@@ -271,8 +288,20 @@ mod tests {
 
     #[test]
     fn bad_filters_are_named() {
-        assert!(EventFilter::from_query_pairs([("limit", "0")]).unwrap_err().contains("limit"));
-        assert!(EventFilter::from_query_pairs([("signature", "ok")]).unwrap_err().contains("signature"));
-        assert!(EventFilter::from_query_pairs([("tpye", "x")]).unwrap_err().contains("tpye"));
+        assert!(
+            EventFilter::from_query_pairs([("limit", "0")])
+                .unwrap_err()
+                .contains("limit")
+        );
+        assert!(
+            EventFilter::from_query_pairs([("signature", "ok")])
+                .unwrap_err()
+                .contains("signature")
+        );
+        assert!(
+            EventFilter::from_query_pairs([("tpye", "x")])
+                .unwrap_err()
+                .contains("tpye")
+        );
     }
 }

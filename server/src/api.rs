@@ -45,7 +45,13 @@ pub async fn raw_delivery(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let raw = state.store.raw_body(&id).await?.ok_or(ApiError::NotFound("no delivery has that id"))?;
-    let content_type = raw.content_type.unwrap_or_else(|| "application/octet-stream".to_owned());
+    let raw = state
+        .store
+        .raw_body(&id)
+        .await?
+        .ok_or(ApiError::NotFound("no delivery has that id"))?;
+    let content_type = raw
+        .content_type
+        .unwrap_or_else(|| "application/octet-stream".to_owned());
     Ok(([(header::CONTENT_TYPE, content_type)], raw.body).into_response())
 }

@@ -36,7 +36,10 @@ impl Auth {
 
     /// True when `candidate` is the token (compared in constant time).
     pub fn is_token(&self, candidate: &str) -> bool {
-        candidate.as_bytes().ct_eq(self.token.expose().as_bytes()).into()
+        candidate
+            .as_bytes()
+            .ct_eq(self.token.expose().as_bytes())
+            .into()
     }
 
     /// True when the request carries the token or a live session cookie.
@@ -54,7 +57,10 @@ impl Auth {
     /// A `Set-Cookie` value for a session that starts now.
     pub fn new_session_cookie(&self) -> String {
         let expires = now_secs() + SESSION_LIFETIME.as_secs();
-        let value = format!("{expires}.{}", hex::encode(self.session_mac(expires).finalize().into_bytes()));
+        let value = format!(
+            "{expires}.{}",
+            hex::encode(self.session_mac(expires).finalize().into_bytes())
+        );
         format!(
             "{COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
             SESSION_LIFETIME.as_secs()
@@ -62,8 +68,12 @@ impl Auth {
     }
 
     fn is_live_session(&self, value: &str, now: u64) -> bool {
-        let Some((expires, mac)) = value.split_once('.') else { return false };
-        let (Ok(expires), Ok(mac)) = (expires.parse::<u64>(), hex::decode(mac)) else { return false };
+        let Some((expires, mac)) = value.split_once('.') else {
+            return false;
+        };
+        let (Ok(expires), Ok(mac)) = (expires.parse::<u64>(), hex::decode(mac)) else {
+            return false;
+        };
         expires > now && self.session_mac(expires).verify_slice(&mac).is_ok()
     }
 
@@ -76,7 +86,9 @@ impl Auth {
 }
 
 fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 fn session_cookie(headers: &HeaderMap) -> Option<&str> {
@@ -96,7 +108,11 @@ fn is_open_path(path: &str) -> bool {
 
 /// Middleware: lets open paths and authenticated requests through; answers 401 under `/api`
 /// and sends a browser to the login page elsewhere.
-pub async fn require_login(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn require_login(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
     let path = request.uri().path();
     if is_open_path(path) || state.auth.allows(request.headers()) {
         return next.run(request).await;
@@ -175,9 +191,15 @@ mod tests {
     fn bearer_token_is_checked() {
         let auth = auth();
         let mut headers = HeaderMap::new();
-        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer correct-horse"));
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer correct-horse"),
+        );
         assert!(auth.allows(&headers));
-        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer correct-horsf"));
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer correct-horsf"),
+        );
         assert!(!auth.allows(&headers));
     }
 }

@@ -124,7 +124,11 @@ impl FromStr for ByteSize {
             "kib" | "k" => 1 << 10,
             "mb" => 1_000_000,
             "mib" | "m" => 1 << 20,
-            other => return Err(format!("unknown size unit {other:?}; use B, KB, KiB, MB or MiB")),
+            other => {
+                return Err(format!(
+                    "unknown size unit {other:?}; use B, KB, KiB, MB or MiB"
+                ));
+            }
         };
         number
             .checked_mul(factor)

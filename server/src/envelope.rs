@@ -51,7 +51,9 @@ impl ParsedBody {
                 Self::not_an_envelope(BodyKind::Json, format!("JSON, but not an envelope: {e}"))
             }
             Err(e) if e.is_data() => {
-                let syntax = serde_json::from_slice::<IgnoredAny>(body).err().unwrap_or(e);
+                let syntax = serde_json::from_slice::<IgnoredAny>(body)
+                    .err()
+                    .unwrap_or(e);
                 Self::not_an_envelope(BodyKind::NotJson, format!("not JSON: {syntax}"))
             }
             Err(e) => Self::not_an_envelope(BodyKind::NotJson, format!("not JSON: {e}")),
@@ -122,7 +124,10 @@ mod tests {
         assert_eq!(ParsedBody::parse(b"hello").kind, BodyKind::NotJson);
         assert_eq!(ParsedBody::parse(br#"{"id": 1"#).kind, BodyKind::NotJson);
         assert_eq!(ParsedBody::parse(b"[1,2]").kind, BodyKind::Json);
-        assert_eq!(ParsedBody::parse(br#"{"id": 7, "type": "x"}"#).kind, BodyKind::Json);
+        assert_eq!(
+            ParsedBody::parse(br#"{"id": 7, "type": "x"}"#).kind,
+            BodyKind::Json
+        );
         let no_type = ParsedBody::parse(br#"{"id": "7"}"#);
         assert_eq!(no_type.kind, BodyKind::Json);
         assert!(no_type.parse_error.unwrap().contains("`type`"));

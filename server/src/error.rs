@@ -40,7 +40,10 @@ impl IntoResponse for ApiError {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Internal(e) => {
                 tracing::error!(error = ?e, "internal error");
-                return (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"error": "internal error"})))
+                return (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    Json(json!({"error": "internal error"})),
+                )
                     .into_response();
             }
         };

@@ -59,13 +59,19 @@ pub async fn receive(
     let settings = state.sources.settings(&slug);
     let delivery = capture(&parts, slug, received_at, body, &settings, state.max_body);
     let id = delivery.id.clone();
-    let (status, reason) = (delivery.response_status, delivery.signature_reason.clone());
+    let outcome = if delivery.too_large {
+        Outcome::TooLarge
+    } else if delivery.rejected {
+        Outcome::Rejected(delivery.signature_reason.clone())
+    } else {
+        Outcome::Kept
+    };
     if let Err(e) = state.writer.store(delivery).await {
         tracing::error!(error = %e, "delivery not stored");
         let message = "the delivery could not be stored; please retry";
         return error_response(StatusCode::SERVICE_UNAVAILABLE, message, None);
     }
-    answer(status, &id, reason, &settings, state.max_body).await
+    answer(outcome, &id, &settings, state.max_body).await
 }
 
 /// Reads the body up to `limit` bytes. A declared or actual size over the limit stops the read.
@@ -108,16 +114,26 @@ fn capture(
     let (body, size, parsed, verification) = match body {
         ReadBody::Complete(body) => {
             let parsed = ParsedBody::parse(&body);
-            let verification = settings.verifier.verify(&parts.headers, &body, received_at / 1_000_000);
+            let verification =
+                settings
+                    .verifier
+                    .verify(&parts.headers, &body, received_at / 1_000_000);
             let size = body.len() as u64;
             (body, size, parsed, verification)
         }
         ReadBody::TooLarge { size } => {
             let unread = Verification {
                 verdict: Verdict::Unchecked,
-                reason: Some("not checked: the body was over the size limit and not read".to_owned()),
+                reason: Some(
+                    "not checked: the body was over the size limit and not read".to_owned(),
+                ),
             };
-            (Bytes::new(), size, ParsedBody::too_large(size, limit), unread)
+            (
+                Bytes::new(),
+                size,
+                ParsedBody::too_large(size, limit),
+                unread,
+            )
         }
     };
     let too_large = parsed.kind == app::model::BodyKind::TooLarge;
@@ -136,7 +152,10 @@ fn capture(
         path: parts.uri.path().to_owned(),
         query: parts.uri.query().map(str::to_owned),
         headers_json: headers_json(&parts.headers),
-        remote_addr: parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.to_string()),
+        remote_addr: parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.to_string()),
         received_at,
         size: size as i64,
         content_type: header_text(&parts.headers, header::CONTENT_TYPE),
@@ -161,7 +180,9 @@ fn shared_verdict(verdict: Verdict) -> SignatureVerdict {
 }
 
 fn header_text(headers: &HeaderMap, name: header::HeaderName) -> Option<String> {
-    headers.get(name).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+    headers
+        .get(name)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
 }
 
 /// The headers as a JSON array of `{name, value}`, in the order the map holds them (arrival
@@ -178,25 +199,33 @@ fn headers_json(headers: &HeaderMap) -> String {
     serde_json::to_string(&list).unwrap_or_else(|_| "[]".to_owned())
 }
 
+/// What became of a stored delivery, which decides the answer. (Decided from the delivery, not
+/// from the status: a source may be configured to answer 401 or 413 to deliveries it kept.)
+enum Outcome {
+    /// Over the size limit: 413.
+    TooLarge,
+    /// Refused by an enforced signature check, with the reason: 401.
+    Rejected(Option<String>),
+    /// Kept and accepted: the source's configured answer, or 200.
+    Kept,
+}
+
 /// The answer once the delivery is stored.
-async fn answer(
-    status: u16,
-    id: &str,
-    reason: Option<String>,
-    settings: &SourceSettings,
-    limit: usize,
-) -> Response {
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-    match status {
-        StatusCode::PAYLOAD_TOO_LARGE => {
-            let message = format!("the body is over the {limit} byte limit; its headers and size were kept");
-            error_response(status, &message, Some(id))
+async fn answer(outcome: Outcome, id: &str, settings: &SourceSettings, limit: usize) -> Response {
+    match outcome {
+        Outcome::TooLarge => {
+            let message =
+                format!("the body is over the {limit} byte limit; its headers and size were kept");
+            error_response(StatusCode::PAYLOAD_TOO_LARGE, &message, Some(id))
         }
-        StatusCode::UNAUTHORIZED if settings.enforce => {
-            let message = format!("signature not valid: {}", reason.as_deref().unwrap_or("missing"));
-            error_response(status, &message, Some(id))
+        Outcome::Rejected(reason) => {
+            let message = format!(
+                "signature not valid: {}",
+                reason.as_deref().unwrap_or("missing")
+            );
+            error_response(StatusCode::UNAUTHORIZED, &message, Some(id))
         }
-        _ => match &settings.response {
+        Outcome::Kept => match &settings.response {
             Some(custom) => {
                 tokio::time::sleep(Duration::from_millis(custom.delay_ms)).await;
                 with_delivery_id((custom.status, custom.body.clone()).into_response(), id)

@@ -72,7 +72,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/events/{key}", get(api::event_detail))
         .route("/api/deliveries/{id}/raw", get(api::raw_delivery))
         .merge(ui::routes(&state))
-        .layer(middleware::from_fn_with_state(state.clone(), auth::require_login));
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_login,
+        ));
     hooks.merge(dashboard).with_state(state)
 }
 
@@ -128,29 +131,52 @@ impl Application {
             max_body: args.max_body.0,
             leptos_options,
         };
-        Ok(Self { listener, state, writer_task, generated_token })
+        Ok(Self {
+            listener,
+            state,
+            writer_task,
+            generated_token,
+        })
     }
 
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("a bound listener has an address")
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
     }
 
     /// The URL that logs a browser in, when the token was generated.
     pub fn login_url(&self) -> Option<String> {
         let token = self.generated_token.as_ref()?;
-        Some(format!("http://{}/auth/login?token={}", self.local_addr(), token.expose()))
+        Some(format!(
+            "http://{}/auth/login?token={}",
+            self.local_addr(),
+            token.expose()
+        ))
     }
 
     /// Serves until `shutdown` completes, then stops accepting, lets requests in flight
     /// finish (each waits for its batch to commit), drains the writer and checkpoints.
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let Self { listener, state, writer_task, .. } = self;
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let Self {
+            listener,
+            state,
+            writer_task,
+            ..
+        } = self;
         let stop_background = CancellationToken::new();
-        let checkpoints = tokio::spawn(state.store.clone().run_checkpoints(stop_background.clone()));
+        let checkpoints =
+            tokio::spawn(state.store.clone().run_checkpoints(stop_background.clone()));
         let store = state.store.clone();
         let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(listener, app).with_graceful_shutdown(shutdown).await.context("serving HTTP")?;
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("serving HTTP")?;
         // Every handle to the writer lived in the router, now dropped: the writer drains its
         // queue, commits and ends.
         writer_task.await.context("the writer task failed")?;

@@ -8,9 +8,7 @@ use std::{collections::HashMap, fmt, path::Path, sync::Arc};
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::signature::{
-    CustomHmac, Encoding, Scheme, SignedPayload, SigningSecret, Verifier,
-};
+use crate::signature::{CustomHmac, Encoding, Scheme, SignedPayload, SigningSecret, Verifier};
 
 /// A source name that is safe in a URL path segment and a database column:
 /// 1 to 64 characters from `A-Z a-z 0-9 . _ -`.
@@ -61,7 +59,11 @@ impl SourceSettings {
     /// The settings of a source that was not configured: nothing checked, default answer.
     pub fn unconfigured() -> Self {
         Self {
-            verifier: Verifier { scheme: Scheme::None, secrets: Vec::new(), tolerance_secs: 300 },
+            verifier: Verifier {
+                scheme: Scheme::None,
+                secrets: Vec::new(),
+                tolerance_secs: 300,
+            },
             enforce: false,
             response: None,
         }
@@ -77,7 +79,10 @@ pub struct Sources {
 
 impl Default for Sources {
     fn default() -> Self {
-        Self { configured: HashMap::new(), unconfigured: Arc::new(SourceSettings::unconfigured()) }
+        Self {
+            configured: HashMap::new(),
+            unconfigured: Arc::new(SourceSettings::unconfigured()),
+        }
     }
 }
 
@@ -105,7 +110,11 @@ impl Sources {
                 format!("{line}:{column}: {message}")
             })?;
             let slug = SourceSlug::parse(&name).map_err(|e| format!("{line}:{column}: {e}"))?;
-            if sources.configured.insert(slug.0, Arc::new(settings)).is_some() {
+            if sources
+                .configured
+                .insert(slug.0, Arc::new(settings))
+                .is_some()
+            {
                 return Err(format!("{line}:{column}: source {name:?} is defined twice"));
             }
         }
@@ -114,7 +123,10 @@ impl Sources {
 
     /// The settings for `slug`: its own if configured, the defaults otherwise.
     pub fn settings(&self, slug: &SourceSlug) -> Arc<SourceSettings> {
-        self.configured.get(slug.as_str()).unwrap_or(&self.unconfigured).clone()
+        self.configured
+            .get(slug.as_str())
+            .unwrap_or(&self.unconfigured)
+            .clone()
     }
 
     /// The names of the configured sources, sorted.
@@ -189,18 +201,27 @@ impl SourceEntry {
             .map(|s| SigningSecret::parse(&scheme, s.get_ref()).map_err(|e| (s.span(), e)))
             .collect::<Result<Vec<_>, _>>()?;
         if self.enforce && (matches!(scheme, Scheme::None) || secrets.is_empty()) {
-            return Err((self.name.span(), "enforce = true needs a scheme and at least one secret".into()));
+            return Err((
+                self.name.span(),
+                "enforce = true needs a scheme and at least one secret".into(),
+            ));
         }
         let response = self.response.map(parse_response).transpose()?;
         Ok(SourceSettings {
-            verifier: Verifier { scheme, secrets, tolerance_secs: self.tolerance_secs },
+            verifier: Verifier {
+                scheme,
+                secrets,
+                tolerance_secs: self.tolerance_secs,
+            },
             enforce: self.enforce,
             response,
         })
     }
 
     fn parse_scheme(&self) -> Spanned_<Scheme> {
-        let Some(scheme) = &self.scheme else { return Ok(Scheme::None) };
+        let Some(scheme) = &self.scheme else {
+            return Ok(Scheme::None);
+        };
         match scheme.get_ref().as_str() {
             "standard-webhooks" | "keldairhr" => Ok(Scheme::StandardWebhooks),
             "stripe" => Ok(Scheme::Stripe),
@@ -218,30 +239,47 @@ impl SourceEntry {
 
     fn parse_custom(&self) -> Spanned_<CustomHmac> {
         let span = self.scheme.as_ref().map(Spanned::span).unwrap_or_default();
-        let header = self
-            .header
-            .clone()
-            .ok_or_else(|| (span.clone(), "scheme hmac-sha256 needs `header`, the signature header's name".to_owned()))?;
-        let encoding = match self.encoding.as_ref().map(|e| (e.span(), e.get_ref().as_str())) {
+        let header = self.header.clone().ok_or_else(|| {
+            (
+                span.clone(),
+                "scheme hmac-sha256 needs `header`, the signature header's name".to_owned(),
+            )
+        })?;
+        let encoding = match self
+            .encoding
+            .as_ref()
+            .map(|e| (e.span(), e.get_ref().as_str()))
+        {
             None | Some((_, "hex")) => Encoding::Hex,
             Some((_, "base64")) => Encoding::Base64,
             Some((span, other)) => {
-                return Err((span, format!("encoding must be \"hex\" or \"base64\", not {other:?}")));
+                return Err((
+                    span,
+                    format!("encoding must be \"hex\" or \"base64\", not {other:?}"),
+                ));
             }
         };
         let signed = match &self.signed {
             None => SignedPayload::parse("{body}").map_err(|e| (span.clone(), e))?,
-            Some(template) => SignedPayload::parse(template.get_ref()).map_err(|e| (template.span(), e))?,
+            Some(template) => {
+                SignedPayload::parse(template.get_ref()).map_err(|e| (template.span(), e))?
+            }
         };
         let custom = CustomHmac {
             header: header.to_ascii_lowercase(),
             prefix: self.prefix.clone().unwrap_or_default(),
             encoding,
             signed,
-            timestamp_header: self.timestamp_header.as_ref().map(|h| h.to_ascii_lowercase()),
+            timestamp_header: self
+                .timestamp_header
+                .as_ref()
+                .map(|h| h.to_ascii_lowercase()),
         };
         if custom.signed.uses_timestamp() && custom.timestamp_header.is_none() {
-            return Err((span, "a `signed` template with {timestamp} needs `timestamp_header`".into()));
+            return Err((
+                span,
+                "a `signed` template with {timestamp} needs `timestamp_header`".into(),
+            ));
         }
         Ok(custom)
     }
@@ -253,11 +291,20 @@ fn parse_response(entry: Spanned<ResponseEntry>) -> Spanned_<CustomResponse> {
     let status = axum::http::StatusCode::from_u16(entry.status)
         .ok()
         .filter(|s| (100..=599).contains(&s.as_u16()))
-        .ok_or_else(|| (span.clone(), format!("response status {} is not an HTTP status", entry.status)))?;
+        .ok_or_else(|| {
+            (
+                span.clone(),
+                format!("response status {} is not an HTTP status", entry.status),
+            )
+        })?;
     if entry.delay_ms > 60_000 {
         return Err((span, "response delay_ms may be at most 60000".into()));
     }
-    Ok(CustomResponse { status, body: entry.body, delay_ms: entry.delay_ms })
+    Ok(CustomResponse {
+        status,
+        body: entry.body,
+        delay_ms: entry.delay_ms,
+    })
 }
 
 #[cfg(test)]
@@ -306,9 +353,17 @@ secrets = ["abc"]
         let err = Sources::parse(unknown_key).unwrap_err();
         assert!(err.starts_with("3:1: unknown field `secret`"), "{err}");
         let bad_name = "[[source]]\nname = \"a b\"\n";
-        assert!(Sources::parse(bad_name).unwrap_err().starts_with("2:8: source name"));
+        assert!(
+            Sources::parse(bad_name)
+                .unwrap_err()
+                .starts_with("2:8: source name")
+        );
         let enforce_unsigned = "[[source]]\nname = \"a\"\nenforce = true\n";
-        assert!(Sources::parse(enforce_unsigned).unwrap_err().contains("enforce"));
+        assert!(
+            Sources::parse(enforce_unsigned)
+                .unwrap_err()
+                .contains("enforce")
+        );
     }
 
     #[test]

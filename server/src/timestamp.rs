@@ -34,7 +34,10 @@ mod tests {
         let micros = parse_rfc3339("2022-02-23T18:46:43+00:00").unwrap();
         assert_eq!(micros, 1_645_642_003_000_000);
         assert_eq!(format_rfc3339(micros), "2022-02-23T18:46:43Z");
-        assert_eq!(parse_rfc3339("2022-02-23T20:46:43.5+02:00").unwrap(), micros + 500_000);
+        assert_eq!(
+            parse_rfc3339("2022-02-23T20:46:43.5+02:00").unwrap(),
+            micros + 500_000
+        );
         assert!(parse_rfc3339("yesterday").is_none());
     }
 }

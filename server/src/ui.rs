@@ -11,7 +11,10 @@ use axum::Router;
 use leptos::prelude::provide_context;
 use leptos_axum::{LeptosRoutes, generate_route_list};
 
-use crate::{AppState, storage::{EventQuery, QueryError, Store}};
+use crate::{
+    AppState,
+    storage::{EventQuery, QueryError, Store},
+};
 
 /// The page routes, the server functions and the static files (`/pkg`).
 pub fn routes(state: &AppState) -> Router<AppState> {
@@ -24,7 +27,9 @@ pub fn routes(state: &AppState) -> Router<AppState> {
             move || provide_context(backend.clone()),
             move || app::shell(options.clone()),
         )
-        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(app::shell))
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(
+            app::shell,
+        ))
 }
 
 /// Answers the UI from the store.

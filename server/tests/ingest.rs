@@ -4,10 +4,13 @@
 mod common;
 
 use common::{
-    TOKEN, assert_error, delivery_id_header, delivery_id_of, envelope, keldair_sample, spawn_app, spawn_app_with,
+    TOKEN, assert_error, delivery_id_header, delivery_id_of, envelope, keldair_sample, spawn_app,
+    spawn_app_with,
 };
+use hmac::{Hmac, Mac};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use sha2::Sha256;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test]
@@ -20,7 +23,12 @@ async fn a_keldairhr_sample_is_acknowledged_and_listed_with_its_envelope_fields(
         .post_hook(
             "keldair",
             sample.clone(),
-            &[("content-type", "application/json"), ("x-first", "one"), ("x-custom", "hello"), ("x-last", "two")],
+            &[
+                ("content-type", "application/json"),
+                ("x-first", "one"),
+                ("x-custom", "hello"),
+                ("x-last", "two"),
+            ],
         )
         .await;
     assert_eq!(response.status(), StatusCode::OK);
@@ -35,7 +43,12 @@ async fn a_keldairhr_sample_is_acknowledged_and_listed_with_its_envelope_fields(
     assert_eq!(event["type"], "applicant.created");
     assert_eq!(event["version"], expected["version"]);
     assert_eq!(event["dateOccurred"], expected["dateOccurred"]);
-    assert!(event["receivedAt"].as_str().is_some_and(|t| t.starts_with("20") && t.ends_with('Z')), "{event}");
+    assert!(
+        event["receivedAt"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("20") && t.ends_with('Z')),
+        "{event}"
+    );
     assert_eq!(event["deliveryCount"], 1);
     assert_eq!(event["signature"], "unchecked");
     assert_eq!(event["bodyKind"], "envelope");
@@ -64,19 +77,30 @@ async fn a_keldairhr_sample_is_acknowledged_and_listed_with_its_envelope_fields(
         .iter()
         .map(|h| (h["name"].as_str().unwrap(), h["value"].as_str().unwrap()))
         .collect();
-    assert!(headers.contains(&("content-type", "application/json")), "{headers:?}");
+    assert!(
+        headers.contains(&("content-type", "application/json")),
+        "{headers:?}"
+    );
     let position = |name: &str| headers.iter().position(|(n, _)| *n == name).unwrap();
     assert_eq!(headers[position("x-custom")], ("x-custom", "hello"));
-    assert!(position("x-first") < position("x-custom") && position("x-custom") < position("x-last"), "{headers:?}");
+    assert!(
+        position("x-first") < position("x-custom") && position("x-custom") < position("x-last"),
+        "{headers:?}"
+    );
 }
 
 #[tokio::test]
 async fn a_binary_body_comes_back_byte_for_byte_with_its_content_type() {
     let app = spawn_app().await;
-    let body: Vec<u8> = [0xff, 0xfe, 0x00, 0x80, 0xc3, 0x28, 0x0d, 0x0a, 0x00, 0xf0, 0x9f].repeat(3);
+    let body: Vec<u8> = [
+        0xff, 0xfe, 0x00, 0x80, 0xc3, 0x28, 0x0d, 0x0a, 0x00, 0xf0, 0x9f,
+    ]
+    .repeat(3);
     let content_type = "application/x-keldair-blob; charset=weird";
 
-    let response = app.post_hook("keldair", body.clone(), &[("content-type", content_type)]).await;
+    let response = app
+        .post_hook("keldair", body.clone(), &[("content-type", content_type)])
+        .await;
     assert_eq!(response.status(), StatusCode::OK);
     let id = delivery_id_of(response).await;
 
@@ -94,10 +118,30 @@ async fn a_binary_body_comes_back_byte_for_byte_with_its_content_type() {
 async fn any_method_sub_path_and_query_are_kept() {
     let app = spawn_app().await;
     let cases = [
-        (Method::PUT, "keldair/a/b?x=1&y=2", "/hooks/keldair/a/b", Some("x=1&y=2")),
-        (Method::PATCH, "keldair/patched", "/hooks/keldair/patched", None),
-        (Method::DELETE, "keldair?gone=yes", "/hooks/keldair", Some("gone=yes")),
-        (Method::GET, "keldair/ping/deep/er?q=%20s", "/hooks/keldair/ping/deep/er", Some("q=%20s")),
+        (
+            Method::PUT,
+            "keldair/a/b?x=1&y=2",
+            "/hooks/keldair/a/b",
+            Some("x=1&y=2"),
+        ),
+        (
+            Method::PATCH,
+            "keldair/patched",
+            "/hooks/keldair/patched",
+            None,
+        ),
+        (
+            Method::DELETE,
+            "keldair?gone=yes",
+            "/hooks/keldair",
+            Some("gone=yes"),
+        ),
+        (
+            Method::GET,
+            "keldair/ping/deep/er?q=%20s",
+            "/hooks/keldair/ping/deep/er",
+            Some("q=%20s"),
+        ),
     ];
     for (method, target, path, query) in cases {
         let response = app.send_hook(method.clone(), target, "", &[]).await;
@@ -117,17 +161,30 @@ async fn non_json_bodies_are_each_their_own_event_with_a_parse_error() {
     let app = spawn_app().await;
     let mut ids = Vec::new();
     for _ in 0..2 {
-        let response = app.post_hook("keldair", "name=Amara&stage=hired", &[("content-type", "text/plain")]).await;
+        let response = app
+            .post_hook(
+                "keldair",
+                "name=Amara&stage=hired",
+                &[("content-type", "text/plain")],
+            )
+            .await;
         assert_eq!(response.status(), StatusCode::OK);
         ids.push(delivery_id_of(response).await);
     }
     assert_ne!(ids[0], ids[1]);
 
     let events = app.all_events().await;
-    assert_eq!(events.len(), 2, "two identical non-JSON posts make two events");
+    assert_eq!(
+        events.len(),
+        2,
+        "two identical non-JSON posts make two events"
+    );
     for event in &events {
         assert_eq!(event["bodyKind"], "notJson");
-        assert!(event["parseError"].as_str().is_some_and(|e| !e.is_empty()), "{event}");
+        assert!(
+            event["parseError"].as_str().is_some_and(|e| !e.is_empty()),
+            "{event}"
+        );
         assert_eq!(event["deliveryCount"], 1);
         assert_eq!(event["eventId"], Value::Null);
         assert_eq!(event["type"], Value::Null);
@@ -157,7 +214,13 @@ async fn the_same_event_id_twice_is_one_event_with_two_deliveries() {
     let sample = keldair_sample("applicant_hired");
     let mut ids = Vec::new();
     for _ in 0..2 {
-        let response = app.post_hook("keldair", sample.clone(), &[("content-type", "application/json")]).await;
+        let response = app
+            .post_hook(
+                "keldair",
+                sample.clone(),
+                &[("content-type", "application/json")],
+            )
+            .await;
         assert_eq!(response.status(), StatusCode::OK);
         ids.push(delivery_id_of(response).await);
     }
@@ -168,7 +231,10 @@ async fn the_same_event_id_twice_is_one_event_with_two_deliveries() {
     assert_eq!(events[0]["bodyDiffers"], false);
     let detail = app.event_detail(events[0]["key"].as_i64().unwrap()).await;
     let deliveries = detail["deliveries"].as_array().unwrap();
-    let delivery_ids: Vec<&str> = deliveries.iter().map(|d| d["id"].as_str().unwrap()).collect();
+    let delivery_ids: Vec<&str> = deliveries
+        .iter()
+        .map(|d| d["id"].as_str().unwrap())
+        .collect();
     assert_eq!(delivery_ids, ids, "both deliveries, oldest first");
     assert!(deliveries.iter().all(|d| d["bodyDiffers"] == false));
 }
@@ -191,7 +257,10 @@ async fn a_duplicate_with_a_different_body_is_flagged() {
     assert_eq!(deliveries[0]["bodyDiffers"], false);
     assert_eq!(deliveries[1]["id"], second_id.as_str());
     assert_eq!(deliveries[1]["bodyDiffers"], true);
-    assert_eq!(detail["payload"], first, "the payload is the first delivery's");
+    assert_eq!(
+        detail["payload"], first,
+        "the payload is the first delivery's"
+    );
 }
 
 #[tokio::test]
@@ -203,17 +272,29 @@ async fn the_same_event_id_from_two_sources_is_two_events() {
 
     let events = app.all_events().await;
     assert_eq!(events.len(), 2);
-    let mut sources: Vec<&str> = events.iter().map(|e| e["source"].as_str().unwrap()).collect();
+    let mut sources: Vec<&str> = events
+        .iter()
+        .map(|e| e["source"].as_str().unwrap())
+        .collect();
     sources.sort_unstable();
     assert_eq!(sources, ["keldair", "keldair-staging"]);
-    assert!(events.iter().all(|e| e["eventId"] == "evt-shared" && e["deliveryCount"] == 1));
+    assert!(
+        events
+            .iter()
+            .all(|e| e["eventId"] == "evt-shared" && e["deliveryCount"] == 1)
+    );
 }
 
 #[tokio::test]
 async fn an_unknown_source_is_created_on_first_use() {
     let app = spawn_app().await;
-    assert!(app.events(&[("source", "brand-new_source.2")]).await.is_empty());
-    app.post_json("brand-new_source.2", &envelope("evt-new", "job.published")).await;
+    assert!(
+        app.events(&[("source", "brand-new_source.2")])
+            .await
+            .is_empty()
+    );
+    app.post_json("brand-new_source.2", &envelope("evt-new", "job.published"))
+        .await;
 
     let events = app.events(&[("source", "brand-new_source.2")]).await;
     assert_eq!(events.len(), 1);
@@ -224,7 +305,9 @@ async fn an_unknown_source_is_created_on_first_use() {
 #[tokio::test]
 async fn an_invalid_source_name_is_refused_with_400() {
     let app = spawn_app().await;
-    let response = app.post_hook("a%20b", "{}", &[("content-type", "application/json")]).await;
+    let response = app
+        .post_hook("a%20b", "{}", &[("content-type", "application/json")])
+        .await;
     let message = assert_error(response, StatusCode::BAD_REQUEST).await;
     assert!(message.contains("source name"), "{message}");
     assert!(app.all_events().await.is_empty(), "nothing is stored");
@@ -235,7 +318,11 @@ async fn a_body_over_the_limit_is_refused_with_413_and_its_delivery_is_kept() {
     let app = spawn_app_with("", Some("1KiB")).await;
     let body = vec![b'x'; 2048];
     let response = app
-        .post_hook("keldair", body, &[("content-type", "application/json"), ("x-custom", "big")])
+        .post_hook(
+            "keldair",
+            body,
+            &[("content-type", "application/json"), ("x-custom", "big")],
+        )
         .await;
     let id = delivery_id_header(response.headers()).expect("a 413 names the delivery it kept");
     let message = assert_error(response, StatusCode::PAYLOAD_TOO_LARGE).await;
@@ -248,7 +335,10 @@ async fn a_body_over_the_limit_is_refused_with_413_and_its_delivery_is_kept() {
     assert_eq!(delivery["tooLarge"], true);
     assert_eq!(delivery["responseStatus"], 413);
     let headers = delivery["headers"].as_array().unwrap();
-    assert!(headers.contains(&json!({ "name": "x-custom", "value": "big" })), "{headers:?}");
+    assert!(
+        headers.contains(&json!({ "name": "x-custom", "value": "big" })),
+        "{headers:?}"
+    );
 }
 
 #[tokio::test]
@@ -285,7 +375,10 @@ async fn a_chunked_body_over_the_limit_is_refused_with_413() {
     assert_eq!(delivery["tooLarge"], true);
     assert!(delivery["size"].as_i64().unwrap() > 1024, "{delivery}");
     let headers = delivery["headers"].as_array().unwrap();
-    assert!(headers.contains(&json!({ "name": "x-custom", "value": "chunked" })), "{headers:?}");
+    assert!(
+        headers.contains(&json!({ "name": "x-custom", "value": "chunked" })),
+        "{headers:?}"
+    );
 }
 
 #[tokio::test]
@@ -296,7 +389,9 @@ name = "keldair"
 response = { status = 202, body = "accepted", delay_ms = 0 }
 "#;
     let app = spawn_app_with(config, None).await;
-    let response = app.post_hook("keldair", keldair_sample("job_published"), &[]).await;
+    let response = app
+        .post_hook("keldair", keldair_sample("job_published"), &[])
+        .await;
     assert_eq!(response.status(), StatusCode::ACCEPTED);
     let id = delivery_id_header(response.headers()).expect("a hookscope-delivery-id header");
     assert_eq!(response.text().await.unwrap(), "accepted");
@@ -317,6 +412,103 @@ async fn healthz_answers_200_without_a_token() {
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.text().await.unwrap(), "ok");
     // With a token too, of course.
-    let response = app.client.get(app.url("/healthz")).bearer_auth(TOKEN).send().await.unwrap();
+    let response = app
+        .client
+        .get(app.url("/healthz"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_configured_error_status_is_answered_with_the_configured_body() {
+    let config = r#"
+[[source]]
+name = "teapot"
+response = { status = 413, body = "configured refusal" }
+
+[[source]]
+name = "locked"
+scheme = "github"
+secrets = ["s3cret"]
+enforce = true
+response = { status = 401, body = "configured 401" }
+"#;
+    let app = spawn_app_with(config, None).await;
+    let response = app.post_hook("teapot", "{}", &[]).await;
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(delivery_id_header(response.headers()).is_some());
+    assert_eq!(response.text().await.unwrap(), "configured refusal");
+
+    // A delivery that passes the enforced check gets the configured answer, even a 401...
+    let body = envelope("evt-locked", "applicant.hired").to_string();
+    let mut mac = Hmac::<Sha256>::new_from_slice(b"s3cret").unwrap();
+    mac.update(body.as_bytes());
+    let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    let response = app
+        .post_hook(
+            "locked",
+            body.clone(),
+            &[("x-hub-signature-256", &signature)],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let id = delivery_id_header(response.headers()).unwrap();
+    assert_eq!(response.text().await.unwrap(), "configured 401");
+    let (_, delivery) = app.find_delivery(&id).await;
+    assert_eq!(
+        (
+            delivery["signature"].as_str(),
+            delivery["rejected"].as_bool()
+        ),
+        (Some("valid"), Some(false))
+    );
+
+    // ...while one that fails it gets the error that says why.
+    let response = app
+        .post_hook("locked", body, &[("x-hub-signature-256", "sha256=00")])
+        .await;
+    let message = assert_error(response, StatusCode::UNAUTHORIZED).await;
+    assert!(message.starts_with("signature not valid"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_duplicates_are_counted_against_one_event() {
+    let app = std::sync::Arc::new(spawn_app().await);
+    let body = envelope("evt-burst", "applicant.hired").to_string();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..40 {
+        let (app, body) = (app.clone(), body.clone());
+        // Every fourth one is a fresh event, so batches mix new events and duplicates.
+        let body = if i % 4 == 3 {
+            envelope(&format!("evt-single-{i}"), "offer.accepted").to_string()
+        } else {
+            body
+        };
+        tasks.spawn(async move {
+            let response = app.post_hook("keldair", body, &[]).await;
+            assert_eq!(response.status(), StatusCode::OK);
+            delivery_id_of(response).await
+        });
+    }
+    let ids: Vec<String> = tasks.join_all().await;
+    assert_eq!(
+        ids.iter().collect::<std::collections::HashSet<_>>().len(),
+        40
+    );
+
+    let events = app.all_events().await;
+    assert_eq!(events.len(), 11);
+    let burst = events.iter().find(|e| e["eventId"] == "evt-burst").unwrap();
+    assert_eq!(burst["deliveryCount"], 30);
+    assert_eq!(burst["bodyDiffers"], false);
+    let detail = app.event_detail(burst["key"].as_i64().unwrap()).await;
+    assert_eq!(detail["deliveries"].as_array().unwrap().len(), 30);
+    let total: i64 = events
+        .iter()
+        .map(|e| e["deliveryCount"].as_i64().unwrap())
+        .sum();
+    assert_eq!(total, 40);
 }

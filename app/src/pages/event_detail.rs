@@ -13,7 +13,12 @@ use crate::{
 #[component]
 pub fn EventDetailPage() -> impl IntoView {
     let params = use_params_map();
-    let key = move || params.read().get_str("key").and_then(|k| k.parse::<i64>().ok());
+    let key = move || {
+        params
+            .read()
+            .get_str("key")
+            .and_then(|k| k.parse::<i64>().ok())
+    };
     let detail = Resource::new(key, |key| async move {
         match key {
             Some(key) => load_event(key).await,
@@ -37,11 +42,16 @@ pub fn EventDetailPage() -> impl IntoView {
 #[component]
 fn EventView(detail: EventDetail) -> impl IntoView {
     let s = detail.summary;
-    let title = s.event_type.clone().unwrap_or_else(|| format!("Unparsed body ({})", s.body_kind.as_str()));
+    let title = s
+        .event_type
+        .clone()
+        .unwrap_or_else(|| format!("Unparsed body ({})", s.body_kind.as_str()));
     let payload = match (&detail.payload, &detail.raw_text) {
         (Some(json), _) => serde_json::to_string_pretty(json).unwrap_or_default(),
         (None, Some(text)) => text.clone(),
-        (None, None) => "(no body, or a body that is not text: see the raw bytes of a delivery)".into(),
+        (None, None) => {
+            "(no body, or a body that is not text: see the raw bytes of a delivery)".into()
+        }
     };
     let dash = || "—".to_owned();
     view! {

@@ -27,7 +27,10 @@ fn filter_from_query(query: &ParamsMap) -> EventFilter {
 
 /// The URL of the page after this one, keeping the filter.
 fn next_page_href(filter: &EventFilter, cursor: &str) -> String {
-    let next = EventFilter { cursor: Some(cursor.to_owned()), ..filter.clone() };
+    let next = EventFilter {
+        cursor: Some(cursor.to_owned()),
+        ..filter.clone()
+    };
     let query: Vec<String> = next
         .to_query_pairs()
         .into_iter()
@@ -40,7 +43,9 @@ fn urlencode(value: &str) -> String {
     value
         .bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -94,7 +99,10 @@ fn EventTable(events: Vec<EventSummary>, next: Option<String>) -> impl IntoView 
 #[component]
 fn EventRow(event: EventSummary) -> impl IntoView {
     let href = format!("/events/{}", event.key);
-    let type_label = event.event_type.clone().unwrap_or_else(|| format!("({})", event.body_kind.as_str()));
+    let type_label = event
+        .event_type
+        .clone()
+        .unwrap_or_else(|| format!("({})", event.body_kind.as_str()));
     let duplicate = (event.delivery_count > 1).then_some("duplicate");
     view! {
         <tr class="event-row" data-key=event.key>

@@ -49,13 +49,20 @@ impl EventQuery {
         let before_key = filter
             .cursor
             .as_deref()
-            .map(|c| c.parse::<i64>().map_err(|_| QueryError::BadFilter(format!("cursor {c:?} is not one this server gave"))))
+            .map(|c| {
+                c.parse::<i64>().map_err(|_| {
+                    QueryError::BadFilter(format!("cursor {c:?} is not one this server gave"))
+                })
+            })
             .transpose()?;
         Ok(Self {
             types: filter.types.clone(),
             source: filter.source.clone(),
             received: (time("from", &filter.from)?, time("to", &filter.to)?),
-            occurred: (time("occurredFrom", &filter.occurred_from)?, time("occurredTo", &filter.occurred_to)?),
+            occurred: (
+                time("occurredFrom", &filter.occurred_from)?,
+                time("occurredTo", &filter.occurred_to)?,
+            ),
             signature: filter.signature,
             before_key,
             limit: filter.page_size().min(EventFilter::MAX_LIMIT),
@@ -78,7 +85,9 @@ pub struct RawBody {
 impl Store {
     /// One page of events, newest first.
     pub async fn list_events(&self, query: &EventQuery) -> Result<EventPage, QueryError> {
-        let mut sql = QueryBuilder::<Sqlite>::new(format!("SELECT {SUMMARY_COLUMNS} FROM events WHERE 1 = 1"));
+        let mut sql = QueryBuilder::<Sqlite>::new(format!(
+            "SELECT {SUMMARY_COLUMNS} FROM events WHERE 1 = 1"
+        ));
         if !query.types.is_empty() {
             sql.push(" AND type IN (");
             let mut list = sql.separated(", ");
@@ -105,9 +114,13 @@ impl Store {
         if let Some(verdict) = query.signature {
             sql.push(" AND signature = ").push_bind(verdict.as_str());
         }
-        sql.push(" ORDER BY key DESC LIMIT ").push_bind(i64::from(query.limit) + 1);
+        sql.push(" ORDER BY key DESC LIMIT ")
+            .push_bind(i64::from(query.limit) + 1);
         let rows = sql.build().fetch_all(&self.pool).await?;
-        let mut items = rows.iter().map(summary_from_row).collect::<Result<Vec<_>, _>>()?;
+        let mut items = rows
+            .iter()
+            .map(summary_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
         let next_cursor = if items.len() > query.limit as usize {
             items.truncate(query.limit as usize);
             items.last().map(|last| last.key.to_string())
@@ -120,25 +133,39 @@ impl Store {
     /// One event, its first delivery's payload and every delivery; `None` if there is none.
     pub async fn event_detail(&self, key: i64) -> Result<Option<EventDetail>, QueryError> {
         let sql = format!("SELECT {SUMMARY_COLUMNS} FROM events WHERE key = $1");
-        let Some(row) = sqlx::query(&sql).bind(key).fetch_optional(&self.pool).await? else {
+        let Some(row) = sqlx::query(&sql)
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?
+        else {
             return Ok(None);
         };
         let summary = summary_from_row(&row)?;
-        let sql = format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE event_key = $1 ORDER BY seq");
+        let sql =
+            format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE event_key = $1 ORDER BY seq");
         let rows = sqlx::query(&sql).bind(key).fetch_all(&self.pool).await?;
-        let deliveries = rows.iter().map(delivery_from_row).collect::<Result<Vec<_>, _>>()?;
-        let first_body: Option<Vec<u8>> =
-            sqlx::query_scalar("SELECT body FROM deliveries WHERE event_key = $1 ORDER BY seq LIMIT 1")
-                .bind(key)
-                .fetch_optional(&self.pool)
-                .await?;
+        let deliveries = rows
+            .iter()
+            .map(delivery_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        let first_body: Option<Vec<u8>> = sqlx::query_scalar(
+            "SELECT body FROM deliveries WHERE event_key = $1 ORDER BY seq LIMIT 1",
+        )
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?;
         let body = first_body.unwrap_or_default();
         let payload = serde_json::from_slice(&body).ok();
         let raw_text = match payload {
             Some(_) => None,
             None => String::from_utf8(body).ok().filter(|t| !t.is_empty()),
         };
-        Ok(Some(EventDetail { summary, payload, raw_text, deliveries }))
+        Ok(Some(EventDetail {
+            summary,
+            payload,
+            raw_text,
+            deliveries,
+        }))
     }
 
     /// The bytes of one delivery exactly as received; `None` if there is no such delivery.
@@ -147,13 +174,17 @@ impl Store {
             .bind(delivery_id)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(row.map(|r| RawBody { content_type: r.get(0), body: r.get(1) }))
+        Ok(row.map(|r| RawBody {
+            content_type: r.get(0),
+            body: r.get(1),
+        }))
     }
 }
 
 fn verdict(row: &SqliteRow, column: &str) -> Result<SignatureVerdict, sqlx::Error> {
     let name: &str = row.try_get(column)?;
-    SignatureVerdict::parse(name).ok_or_else(|| sqlx::Error::Decode(format!("unknown verdict {name:?}").into()))
+    SignatureVerdict::parse(name)
+        .ok_or_else(|| sqlx::Error::Decode(format!("unknown verdict {name:?}").into()))
 }
 
 fn summary_from_row(row: &SqliteRow) -> Result<EventSummary, sqlx::Error> {

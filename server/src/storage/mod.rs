@@ -33,7 +33,9 @@ pub struct Opened {
 /// Opens (creating if missing) the database at `url` and brings its schema up to date.
 pub async fn open(url: &str) -> anyhow::Result<Opened> {
     let options = SqliteConnectOptions::from_str(url)
-        .with_context(|| format!("{url:?} is not a SQLite database URL such as sqlite://hookscope.db"))?
+        .with_context(|| {
+            format!("{url:?} is not a SQLite database URL such as sqlite://hookscope.db")
+        })?
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
         // FULL: a commit is on disk (the WAL is fsynced) before any sender is acknowledged.
@@ -54,7 +56,10 @@ pub async fn open(url: &str) -> anyhow::Result<Opened> {
         .connect()
         .await
         .context("opening the writer's database connection")?;
-    Ok(Opened { store: Store { pool }, writer_connection })
+    Ok(Opened {
+        store: Store { pool },
+        writer_connection,
+    })
 }
 
 impl Store {
@@ -79,7 +84,9 @@ impl Store {
             }
         }
         // A last full checkpoint leaves a compact database file behind.
-        let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.pool).await;
+        let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.pool)
+            .await;
     }
 
     /// Closes every pooled connection.

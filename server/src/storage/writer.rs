@@ -87,7 +87,10 @@ impl Writer {
     /// Stores `delivery` and returns once it is committed to disk.
     pub async fn store(&self, delivery: NewDelivery) -> Result<Stored, WriteError> {
         let (done, stored) = oneshot::channel();
-        self.jobs.send((delivery, done)).await.map_err(|_| WriteError::Stopped)?;
+        self.jobs
+            .send((delivery, done))
+            .await
+            .map_err(|_| WriteError::Stopped)?;
         stored.await.map_err(|_| WriteError::Stopped)?
     }
 }
@@ -133,7 +136,10 @@ async fn write_batch(
         .iter()
         .map(|d| {
             let (event_key, first_sha256) = &events[&(d.source.as_str(), d.dedupe_key())];
-            Stored { event_key: *event_key, body_differs: first_sha256.as_slice() != d.body_sha256 }
+            Stored {
+                event_key: *event_key,
+                body_differs: first_sha256.as_slice() != d.body_sha256,
+            }
         })
         .collect();
     let mut offset = 0;
@@ -165,11 +171,13 @@ async fn insert_new_sources(
     for d in deliveries {
         let name = d.source.as_str();
         if !known.contains(name) && !new.iter().any(|n| n == name) {
-            sqlx::query("INSERT INTO sources (name, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-                .bind(name)
-                .bind(d.received_at)
-                .execute(&mut **tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO sources (name, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            )
+            .bind(name)
+            .bind(d.received_at)
+            .execute(&mut **tx)
+            .await?;
             new.push(name.to_owned());
         }
     }
@@ -213,12 +221,17 @@ async fn upsert_events<'a>(
     );
     // RETURNING comes back in no promised order: match rows to deliveries by name, borrowing
     // the names from the chunk so the map's keys live as long as the batch.
-    let names: HashMap<(&str, &str), &'a NewDelivery> =
-        chunk.iter().map(|d| ((d.source.as_str(), d.dedupe_key()), d)).collect();
+    let names: HashMap<(&str, &str), &'a NewDelivery> = chunk
+        .iter()
+        .map(|d| ((d.source.as_str(), d.dedupe_key()), d))
+        .collect();
     for row in query.build().fetch_all(&mut **tx).await? {
         let (source, dedupe_key): (&str, &str) = (row.try_get(1)?, row.try_get(2)?);
         let d = names[&(source, dedupe_key)];
-        events.insert((d.source.as_str(), d.dedupe_key()), (row.try_get(0)?, row.try_get(3)?));
+        events.insert(
+            (d.source.as_str(), d.dedupe_key()),
+            (row.try_get(0)?, row.try_get(3)?),
+        );
     }
     Ok(())
 }

@@ -44,7 +44,10 @@ pub fn serve_args(dir: &Path, config_toml: Option<&str>, max_body: Option<&str>)
         database_url: format!("sqlite://{}", dir.join("hookscope.db").display()),
         token: Some(TOKEN.parse::<Token>().unwrap()),
         config,
-        max_body: max_body.unwrap_or("1MiB").parse().expect("a valid --max-body"),
+        max_body: max_body
+            .unwrap_or("1MiB")
+            .parse()
+            .expect("a valid --max-body"),
         site_root: "target/site".to_owned(),
     }
 }
@@ -65,9 +68,15 @@ async fn spawn_app_inner(config_toml: Option<&str>, max_body: Option<&str>) -> T
 }
 
 /// A server on the database (and config file) in `tempdir`, e.g. one a stopped server left.
-pub async fn spawn_app_in(tempdir: TempDir, config_toml: Option<&str>, max_body: Option<&str>) -> TestApp {
+pub async fn spawn_app_in(
+    tempdir: TempDir,
+    config_toml: Option<&str>,
+    max_body: Option<&str>,
+) -> TestApp {
     let args = serve_args(tempdir.path(), config_toml, max_body);
-    let app = hookscope::Application::build(args).await.expect("the server builds");
+    let app = hookscope::Application::build(args)
+        .await
+        .expect("the server builds");
     let address = app.local_addr();
     let (shutdown, stop) = oneshot::channel::<()>();
     // Dropping the sender (the TestApp going away) also stops the server.
@@ -96,8 +105,14 @@ impl TestApp {
     }
 
     /// POSTs `body` to `/hooks/{source}` (`source` may carry a sub-path and a query).
-    pub async fn post_hook(&self, source: &str, body: impl Into<reqwest::Body>, headers: &[(&str, &str)]) -> Response {
-        self.send_hook(reqwest::Method::POST, source, body, headers).await
+    pub async fn post_hook(
+        &self,
+        source: &str,
+        body: impl Into<reqwest::Body>,
+        headers: &[(&str, &str)],
+    ) -> Response {
+        self.send_hook(reqwest::Method::POST, source, body, headers)
+            .await
     }
 
     /// Sends `body` to `/hooks/{source}` with any method.
@@ -108,17 +123,27 @@ impl TestApp {
         body: impl Into<reqwest::Body>,
         headers: &[(&str, &str)],
     ) -> Response {
-        let mut request = self.client.request(method, self.url(&format!("/hooks/{source}"))).body(body);
+        let mut request = self
+            .client
+            .request(method, self.url(&format!("/hooks/{source}")))
+            .body(body);
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
-        request.send().await.expect("the hook request reaches the server")
+        request
+            .send()
+            .await
+            .expect("the hook request reaches the server")
     }
 
     /// POSTs a JSON body and returns the delivery id of the 200 answer.
     pub async fn post_json(&self, source: &str, body: &Value) -> String {
         let response = self
-            .post_hook(source, body.to_string(), &[("content-type", "application/json")])
+            .post_hook(
+                source,
+                body.to_string(),
+                &[("content-type", "application/json")],
+            )
             .await;
         assert_eq!(response.status(), StatusCode::OK);
         delivery_id_of(response).await
@@ -155,7 +180,11 @@ impl TestApp {
     /// One page of `GET /api/events` with the query `pairs`; the answer must be 200.
     pub async fn events_page(&self, pairs: &[(&str, &str)]) -> Value {
         let response = self.api_get_query("/api/events", pairs).await;
-        assert_eq!(response.status(), StatusCode::OK, "GET /api/events {pairs:?}");
+        assert_eq!(
+            response.status(),
+            StatusCode::OK,
+            "GET /api/events {pairs:?}"
+        );
         response.json().await.expect("a JSON answer")
     }
 
@@ -179,7 +208,12 @@ impl TestApp {
     pub async fn find_delivery(&self, id: &str) -> (Value, Value) {
         for event in self.all_events().await {
             let detail = self.event_detail(event["key"].as_i64().unwrap()).await;
-            let found = detail["deliveries"].as_array().unwrap().iter().find(|d| d["id"] == id).cloned();
+            let found = detail["deliveries"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|d| d["id"] == id)
+                .cloned();
             if let Some(delivery) = found {
                 return (detail, delivery);
             }
@@ -215,14 +249,19 @@ impl TestApp {
 pub async fn delivery_id_of(response: Response) -> String {
     let header = delivery_id_header(response.headers()).expect("a hookscope-delivery-id header");
     let body: Value = response.json().await.expect("a JSON answer");
-    let id = body["deliveryId"].as_str().expect("a deliveryId").to_owned();
+    let id = body["deliveryId"]
+        .as_str()
+        .expect("a deliveryId")
+        .to_owned();
     assert_eq!(header, id);
     id
 }
 
 /// The `hookscope-delivery-id` header, when there is one.
 pub fn delivery_id_header(headers: &HeaderMap) -> Option<String> {
-    headers.get("hookscope-delivery-id").map(|v| v.to_str().unwrap().to_owned())
+    headers
+        .get("hookscope-delivery-id")
+        .map(|v| v.to_str().unwrap().to_owned())
 }
 
 /// The folder of sample payloads shipped with the project.
@@ -232,7 +271,8 @@ pub fn samples_dir() -> PathBuf {
 
 /// The bytes of `samples/keldairhr/{name}.json`.
 pub fn keldair_sample(name: &str) -> Vec<u8> {
-    std::fs::read(samples_dir().join("keldairhr").join(format!("{name}.json"))).expect("a sample file")
+    std::fs::read(samples_dir().join("keldairhr").join(format!("{name}.json")))
+        .expect("a sample file")
 }
 
 /// Every KeldairHR sample as `(file stem, bytes)`, sorted by name.
@@ -270,7 +310,10 @@ pub fn envelope_at(id: &str, event_type: &str, date_occurred: &str) -> Value {
 pub async fn assert_error(response: Response, status: StatusCode) -> String {
     assert_eq!(response.status(), status);
     let body: Value = response.json().await.expect("an error answer is JSON");
-    let message = body["error"].as_str().expect("an `error` message").to_owned();
+    let message = body["error"]
+        .as_str()
+        .expect("an `error` message")
+        .to_owned();
     assert!(!message.is_empty());
     message
 }
