@@ -203,9 +203,27 @@ bench_target() {
   return 0
 }
 
+# The figures are only worth comparing on an otherwise idle machine: say so when it is not.
+cpu_busy_percent() {
+  local a b
+  read -ra a < <(head -n1 /proc/stat); sleep 1; read -ra b < <(head -n1 /proc/stat)
+  local idle=$(( (b[4] + b[5]) - (a[4] + a[5]) )) total=0 i
+  for i in 1 2 3 4 5 6 7 8; do total=$((total + b[i] - a[i])); done
+  echo $(( total > 0 ? 100 * (total - idle) / total : 0 ))
+}
+check_idle() {
+  local busy
+  busy=$(cpu_busy_percent)
+  if [[ $busy -gt 10 ]]; then
+    echo "warning: the CPUs were ${busy}% busy just before the $1 runs; its figures will be low and noisy" |
+      tee -a "$WORK/warnings" >&2
+  fi
+}
+
 if wants bare; then
   port=${BARE_PORT:-$(free_port)}
   log "bare: starting $BARE_BIN on 127.0.0.1:$port"
+  check_idle bare
   start_server bare "$BARE_BIN" "127.0.0.1:$port"
   wait_ready bare curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
     --data-binary "@$SAMPLE" "http://127.0.0.1:$port/hooks/keldair"
@@ -216,6 +234,7 @@ fi
 if wants hookscope; then
   port=${HOOKSCOPE_PORT:-$(free_port)}
   log "hookscope: starting $HOOKSCOPE_BIN serve on 127.0.0.1:$port, database $WORK/bench.db"
+  check_idle hookscope
   # Run from the repository root, as a user would; the database lives in the temp dir.
   start_server hookscope env -C "$ROOT" HOOKSCOPE_TOKEN=bench "$HOOKSCOPE_BIN" serve \
     --listen "127.0.0.1:$port" --database-url "sqlite://$WORK/bench.db" --token bench

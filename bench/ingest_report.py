@@ -131,6 +131,10 @@ def main():
         if not kept:
             status = 1
 
+    if os.path.exists(p("warnings")):
+        print()
+        print(read(p("warnings")).rstrip())
+
     if "bare" in names and "hookscope" in names:
         ratio = res[("hookscope", "wrk")]["rps"] / res[("bare", "wrk")]["rps"]
         p99 = max(res[("hookscope", t)]["p99"] for t in ("wrk", "oha"))

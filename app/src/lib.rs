@@ -27,6 +27,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
             <head>
                 <meta charset="utf-8"/>
                 <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                <link rel="icon" href="data:,"/>
                 <HydrationScripts options/>
                 <MetaTags/>
             </head>
@@ -45,12 +46,7 @@ pub fn App() -> impl IntoView {
         <Stylesheet id="hookscope" href="/pkg/hookscope.css"/>
         <Title text="Hookscope"/>
         <Router>
-            <header class="topbar">
-                <a class="brand" href="/">"Hookscope"</a>
-                <form method="post" action="/auth/logout" class="logout">
-                    <button type="submit" class="link">"Log out"</button>
-                </form>
-            </header>
+            <TopBar/>
             <main>
                 <Routes fallback=|| view! { <p class="notice">"There is no page here."</p> }>
                     <Route path=path!("/") view=pages::events::EventsPage/>
@@ -59,6 +55,23 @@ pub fn App() -> impl IntoView {
                 </Routes>
             </main>
         </Router>
+    }
+}
+
+/// The bar above every page; "Log out" everywhere but on the login page.
+#[component]
+fn TopBar() -> impl IntoView {
+    let location = leptos_router::hooks::use_location();
+    let logged_in_page = move || location.pathname.with(|path| path != "/login");
+    view! {
+        <header class="topbar">
+            <a class="brand" href="/">"Hookscope"</a>
+            <Show when=logged_in_page>
+                <form method="post" action="/auth/logout" class="logout">
+                    <button type="submit" class="link">"Log out"</button>
+                </form>
+            </Show>
+        </header>
     }
 }
 

@@ -27,10 +27,10 @@ test('log in, receive an event, open it and unfold its headers', async () => {
   await page.goto(server.baseUrl);
   assert.match(page.url(), /\/login$/, 'an anonymous visitor is sent to the login page');
   await page.fill('#token', 'wrong-token-000');
-  await page.click('button[type=submit]');
+  await page.click('section.login button[type=submit]');
   await page.getByRole('alert').waitFor();
   await page.fill('#token', TOKEN);
-  await page.click('button[type=submit]');
+  await page.click('section.login button[type=submit]');
   await page.getByText('No events yet').waitFor();
   const ingestUrl = await page.locator('code.ingest-url').textContent();
   assert.equal(ingestUrl, `${server.baseUrl}/hooks/keldair`);
