@@ -236,8 +236,8 @@ if wants hookscope; then
   log "hookscope: starting $HOOKSCOPE_BIN serve on 127.0.0.1:$port, database $WORK/bench.db"
   check_idle hookscope
   # Run from the repository root, as a user would; the database lives in the temp dir.
-  start_server hookscope env -C "$ROOT" HOOKSCOPE_TOKEN=bench "$HOOKSCOPE_BIN" serve \
-    --listen "127.0.0.1:$port" --database-url "sqlite://$WORK/bench.db" --token bench
+  start_server hookscope env -C "$ROOT" HOOKSCOPE_TOKEN=bench-token-1234 "$HOOKSCOPE_BIN" serve \
+    --listen "127.0.0.1:$port" --database-url "sqlite://$WORK/bench.db" --token bench-token-1234
   wait_ready hookscope curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/healthz"
   bench_target hookscope "http://127.0.0.1:$port/hooks/keldair"
   stop_server hookscope

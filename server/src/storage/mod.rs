@@ -53,6 +53,8 @@ pub async fn open(url: &str) -> anyhow::Result<Opened> {
     // The writer never checkpoints itself: see `run_checkpoints`.
     let writer_connection = options
         .pragma("wal_autocheckpoint", "0")
+        // RETURNING hands back one row per delivery: let a whole chunk through at once.
+        .row_buffer_size(1024)
         .connect()
         .await
         .context("opening the writer's database connection")?;
