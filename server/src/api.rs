@@ -55,3 +55,8 @@ pub async fn raw_delivery(
         .unwrap_or_else(|| "application/octet-stream".to_owned());
     Ok(([(header::CONTENT_TYPE, content_type)], raw.body).into_response())
 }
+
+/// Any other path under `/api`: a JSON 404 like the rest of the API, not an HTML page.
+pub async fn no_such_route() -> ApiError {
+    ApiError::NotFound("no such API route; see the README for the routes there are")
+}

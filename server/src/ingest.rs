@@ -74,6 +74,13 @@ pub async fn receive(
     answer(outcome, &id, &settings, state.max_body).await
 }
 
+/// `/hooks` without a source name: say what the URL should look like.
+pub async fn no_source() -> Response {
+    let message =
+        "send webhooks to /hooks/{source}, where {source} names the sender (e.g. /hooks/keldair)";
+    error_response(StatusCode::NOT_FOUND, message, None)
+}
+
 /// Reads the body up to `limit` bytes. A declared or actual size over the limit stops the read.
 async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<ReadBody, String> {
     let declared = headers

@@ -63,6 +63,8 @@ pub fn router(state: AppState) -> Router {
     let hooks = Router::new()
         .route("/hooks/{source}", any(ingest::receive))
         .route("/hooks/{source}/{*rest}", any(ingest::receive))
+        .route("/hooks", any(ingest::no_source))
+        .route("/hooks/", any(ingest::no_source))
         .layer(DefaultBodyLimit::disable());
     let dashboard = Router::new()
         .route("/healthz", get(healthz))
@@ -71,6 +73,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/events", get(api::list_events))
         .route("/api/events/{key}", get(api::event_detail))
         .route("/api/deliveries/{id}/raw", get(api::raw_delivery))
+        .route("/api/{*rest}", any(api::no_such_route))
         .merge(ui::routes(&state))
         .layer(middleware::from_fn_with_state(
             state.clone(),

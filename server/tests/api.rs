@@ -493,3 +493,13 @@ async fn an_unknown_delivery_is_404() {
     .await;
     assert!(message.contains("no delivery"), "{message}");
 }
+
+#[tokio::test]
+async fn an_unknown_api_route_is_a_json_404_behind_the_token() {
+    let app = spawn_app().await;
+    let anonymous = reqwest::Client::new();
+    let response = anonymous.get(app.url("/api/nope")).send().await.unwrap();
+    assert_error(response, StatusCode::UNAUTHORIZED).await;
+    let message = assert_error(app.api_get("/api/nope").await, StatusCode::NOT_FOUND).await;
+    assert!(message.contains("no such API route"), "{message}");
+}

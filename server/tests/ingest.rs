@@ -512,3 +512,19 @@ async fn concurrent_duplicates_are_counted_against_one_event() {
         .sum();
     assert_eq!(total, 40);
 }
+
+#[tokio::test]
+async fn hooks_without_a_source_name_say_how_the_url_goes() {
+    let app = spawn_app().await;
+    for path in ["/hooks", "/hooks/"] {
+        let response = reqwest::Client::new()
+            .post(app.url(path))
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        let message = assert_error(response, StatusCode::NOT_FOUND).await;
+        assert!(message.contains("/hooks/{source}"), "{message}");
+    }
+    assert!(app.all_events().await.is_empty());
+}
