@@ -27,7 +27,8 @@
 #   CONNECTIONS [64]  DURATION [10] s per measured run  WARMUP [2] s  PAYLOADS [20000] bodies
 #   WRK_THREADS [2]   BUILD [1] (0: use the binaries as they are)  KEEP [0] (1: keep the temp dir)
 #   BARE_BIN, HOOKSCOPE_BIN (default target/release/...)  BARE_PORT, HOOKSCOPE_PORT [free port]
-#   COUNT_SQL [select count(*) from deliveries;]  STRICT [0] (1: exit 3 when a target is missed)
+#   COUNT_SQL [select count(*) from deliveries;]  EVENTS_SQL [select count(*) from events;]
+#   STRICT [0] (1: exit 3 when a target is missed)
 #   RUST_LOG is passed to hookscope unchanged.
 # Needs: cargo, python3, curl; installs oha (cargo install), wrk and sqlite3 (apt-get) if absent.
 # Exit status: 0 figures printed; 1 setup failed or stored deliveries != 2xx answers;
@@ -47,6 +48,7 @@ BUILD=${BUILD:-1}
 KEEP=${KEEP:-0}
 STRICT=${STRICT:-0}
 COUNT_SQL=${COUNT_SQL:-select count(*) from deliveries;}
+EVENTS_SQL=${EVENTS_SQL-select count(*) from events;}
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 BARE_BIN=${BARE_BIN:-$TARGET_DIR/release/examples/bare_ingest}
 HOOKSCOPE_BIN=${HOOKSCOPE_BIN:-$TARGET_DIR/release/hookscope}
@@ -77,7 +79,8 @@ apt_install() {
 for tool in cargo python3 curl; do
   command -v "$tool" >/dev/null || die "$tool is required"
 done
-if ! command -v oha >/dev/null || ! oha --help 2>/dev/null | grep -q -- '-Z <BODY_PATH_LINES>'; then
+oha_help=$(oha --help 2>/dev/null || true) # needs -Z (bodies from a file's lines) and JSON output
+if [[ $oha_help != *'-Z <BODY_PATH_LINES>'* || $oha_help != *'--output-format'* ]]; then
   log "installing oha $OHA_VERSION (cargo install; several minutes on 2 cores)"
   cargo install oha --locked --version "$OHA_VERSION" >&2
 fi
@@ -103,10 +106,7 @@ WORK=$(mktemp -d /tmp/hookscope-bench.XXXXXX)
 SERVER_PID=""
 # shellcheck disable=SC2317  # invoked by the EXIT trap
 cleanup() {
-  if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-  fi
+  kill_server
   if [[ $KEEP == 1 ]]; then echo "kept $WORK" >&2; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
@@ -141,17 +141,23 @@ wait_ready() {
   die "$name was not ready after 60 s"
 }
 
-stop_server() {
-  local name=$1
-  grep -E '^(VmHWM|VmRSS)' "/proc/$SERVER_PID/status" >"$WORK/$name.mem" || true
+# kill_server: SIGTERM (a graceful stop), then SIGKILL if still running after 10 s.
+kill_server() {
+  [[ -n $SERVER_PID ]] || return 0
   kill -TERM "$SERVER_PID" 2>/dev/null || true
   for _ in $(seq 1 40); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.25; done
   if kill -0 "$SERVER_PID" 2>/dev/null; then
-    echo "$name did not stop within 10 s of SIGTERM; killing it" >&2
+    echo "server $SERVER_PID did not stop within 10 s of SIGTERM; killing it" >&2
     kill -KILL "$SERVER_PID" 2>/dev/null || true
   fi
   wait "$SERVER_PID" 2>/dev/null || true
   SERVER_PID=""
+}
+
+# stop_server NAME: note its memory high-water mark, then stop it.
+stop_server() {
+  grep -E '^(VmHWM|VmRSS)' "/proc/$SERVER_PID/status" >"$WORK/$1.mem" || true
+  kill_server
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -190,16 +196,31 @@ stored_count() {
   echo "$cur"
 }
 
+# event_count: events (deliveries grouped by source and id), to show that wrk's ids were all
+# new; empty when EVENTS_SQL is empty or fails.
+event_count() {
+  if [[ -n $EVENTS_SQL ]]; then
+    sqlite3 -cmd '.timeout 5000' "$WORK/bench.db" "$EVENTS_SQL" 2>/dev/null || true
+  fi
+}
+
+# snapshot NAME I: Hookscope's delivery and event counts after run I (0 warm-up, 1 wrk, 2 oha).
+snapshot() {
+  [[ $1 == hookscope ]] || return 0
+  stored_count >"$WORK/hookscope.count$2"
+  event_count >"$WORK/hookscope.events$2"
+}
+
 # bench_target NAME URL: warm-up, wrk run, oha run (server already started and ready).
 bench_target() {
   local name=$1 url=$2
   log "$name: warm-up ${WARMUP}s, then wrk ${DURATION}s and oha ${DURATION}s at $CONNECTIONS connections"
   run_wrk "$WARMUP" "$url" "$WORK/$name.warmup.txt"
-  if [[ $name == hookscope ]]; then stored_count >"$WORK/$name.count0"; fi
+  snapshot "$name" 0
   run_wrk "$DURATION" "$url" "$WORK/$name.wrk.txt"
-  if [[ $name == hookscope ]]; then stored_count >"$WORK/$name.count1"; fi
+  snapshot "$name" 1
   run_oha "$DURATION" "$url" "$WORK/$name.oha.json"
-  if [[ $name == hookscope ]]; then stored_count >"$WORK/$name.count2"; fi
+  snapshot "$name" 2
   return 0
 }
 

@@ -6,7 +6,7 @@ Usage: ingest_report.py WORK_DIR CONNECTIONS DURATION_S
 Reads, for each server that ran (bare, hookscope): NAME.wrk.txt (the WRKRESULT line of
 ingest.lua), NAME.oha.json (oha --output-format json), NAME.mem (VmHWM/VmRSS lines) and, for
 hookscope, the delivery counts taken after the warm-up (count0), the wrk run (count1), the oha
-run (count2) and the graceful stop (count3).
+run (count2) and the graceful stop (count3), and the event counts (events0..2) when known.
 Exit status: 0 all good; 1 stored deliveries do not match the 2xx answers; 3 a target missed.
 """
 import json
@@ -125,6 +125,13 @@ def main():
               f"(allowed {answered:,}..{answered + slack:,}): {'OK' if ok else 'MISMATCH'}")
         if not ok:
             status = 1
+        events = [read(p(f"hookscope.events{i}")).strip() for i in range(3)
+                  if os.path.exists(p(f"hookscope.events{i}"))]
+        if len(events) == 3 and all(e.isdigit() for e in events):
+            e = [int(x) for x in events]
+            fresh = e[1] - e[0] == counts[1] - counts[0] and e[0] == counts[0]
+            print(f"new events: warm-up {e[0]:,}, wrk run {e[1] - e[0]:,}, oha run {e[2] - e[1]:,} "
+                  f"(wrk: {'one new event per delivery' if fresh else 'SOME IDS REPEATED'})")
         kept = counts[3] >= counts[2]
         print(f"stored after graceful stop: {counts[3]:,} (before stop {counts[2]:,}): "
               f"{'OK' if kept else 'LOST DELIVERIES'}")
