@@ -3,7 +3,7 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-use app::model::{Header, SignatureVerdict};
+use app::model::Header;
 use axum::{
     Json,
     body::{Body, Bytes},
@@ -144,8 +144,8 @@ fn capture(
         }
     };
     let too_large = parsed.kind == app::model::BodyKind::TooLarge;
-    let verdict = shared_verdict(verification.verdict);
-    let rejected = settings.enforce && !too_large && verdict != SignatureVerdict::Valid;
+    let verdict = verification.verdict;
+    let rejected = settings.enforce && !too_large && verdict != Verdict::Valid;
     let response_status = match (too_large, rejected, &settings.response) {
         (true, _, _) => StatusCode::PAYLOAD_TOO_LARGE,
         (_, true, _) => StatusCode::UNAUTHORIZED,
@@ -174,15 +174,6 @@ fn capture(
         rejected,
         too_large,
         response_status: response_status.as_u16(),
-    }
-}
-
-fn shared_verdict(verdict: Verdict) -> SignatureVerdict {
-    match verdict {
-        Verdict::Valid => SignatureVerdict::Valid,
-        Verdict::Invalid => SignatureVerdict::Invalid,
-        Verdict::Missing => SignatureVerdict::Missing,
-        Verdict::Unchecked => SignatureVerdict::Unchecked,
     }
 }
 

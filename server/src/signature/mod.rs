@@ -18,7 +18,6 @@ use base64::Engine as _;
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use hmac::{Hmac, Mac};
-use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 pub use custom_hmac::{CustomHmac, SignedPayload};
@@ -198,31 +197,8 @@ pub struct Verification {
     pub reason: Option<String>,
 }
 
-/// What a signature check concluded.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Verdict {
-    /// A signature matches one of the secrets, within the tolerance.
-    Valid,
-    /// The signature header is there but malformed, stale or matches no secret.
-    Invalid,
-    /// The signature header is absent.
-    Missing,
-    /// The source has no scheme or no secret, so nothing was checked.
-    Unchecked,
-}
-
-impl Verdict {
-    /// The lowercase name, as stored and shown: "valid", "invalid", "missing", "unchecked".
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Valid => "valid",
-            Self::Invalid => "invalid",
-            Self::Missing => "missing",
-            Self::Unchecked => "unchecked",
-        }
-    }
-}
+/// What a signature check concluded: the verdict type the API and the UI show.
+pub use app::model::SignatureVerdict as Verdict;
 
 impl Verification {
     fn valid() -> Self {
