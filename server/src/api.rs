@@ -26,6 +26,7 @@ pub async fn list_events(
     )
     .map_err(ApiError::BadRequest)?;
     let query = EventQuery::parse(&filter)?;
+    flush(&state).await?;
     Ok(Json(state.store.list_events(&query).await?))
 }
 
@@ -36,6 +37,7 @@ pub async fn event_detail(
 ) -> Result<Json<EventDetail>, ApiError> {
     const NO_EVENT: &str = "no event has that key";
     let key: i64 = key.parse().map_err(|_| ApiError::NotFound(NO_EVENT))?;
+    flush(&state).await?;
     let detail = state.store.event_detail(key).await?;
     detail.map(Json).ok_or(ApiError::NotFound(NO_EVENT))
 }
@@ -45,6 +47,7 @@ pub async fn raw_delivery(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
+    flush(&state).await?;
     let raw = state
         .store
         .raw_body(&id)
@@ -59,4 +62,13 @@ pub async fn raw_delivery(
 /// Any other path under `/api`: a JSON 404 like the rest of the API, not an HTML page.
 pub async fn no_such_route() -> ApiError {
     ApiError::NotFound("no such API route; see the README for the routes there are")
+}
+
+/// Makes everything acknowledged so far visible to the read that follows.
+async fn flush(state: &AppState) -> Result<(), ApiError> {
+    state
+        .writer
+        .flush()
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))
 }

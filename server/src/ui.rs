@@ -13,12 +13,15 @@ use leptos_axum::{LeptosRoutes, generate_route_list};
 
 use crate::{
     AppState,
-    storage::{EventQuery, QueryError, Store},
+    storage::{EventQuery, QueryError, Store, Writer},
 };
 
 /// The page routes, the server functions and the static files (`/pkg`).
 pub fn routes(state: &AppState) -> Router<AppState> {
-    let backend: SharedBackend = Arc::new(StoreBackend(state.store.clone()));
+    let backend: SharedBackend = Arc::new(StoreBackend {
+        store: state.store.clone(),
+        writer: state.writer.clone(),
+    });
     let options = state.leptos_options.clone();
     Router::new()
         .leptos_routes_with_context(
@@ -32,8 +35,17 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         ))
 }
 
-/// Answers the UI from the store.
-struct StoreBackend(Store);
+/// Answers the UI from the store, once the writer has made every acknowledged delivery visible.
+struct StoreBackend {
+    store: Store,
+    writer: Writer,
+}
+
+impl StoreBackend {
+    async fn flush(&self) -> Result<(), String> {
+        self.writer.flush().await.map_err(|e| e.to_string())
+    }
+}
 
 fn message(e: QueryError) -> String {
     match e {
@@ -49,10 +61,12 @@ fn message(e: QueryError) -> String {
 impl Backend for StoreBackend {
     async fn list_events(&self, filter: EventFilter) -> Result<EventPage, String> {
         let query = EventQuery::parse(&filter).map_err(message)?;
-        self.0.list_events(&query).await.map_err(message)
+        self.flush().await?;
+        self.store.list_events(&query).await.map_err(message)
     }
 
     async fn event_detail(&self, key: i64) -> Result<Option<EventDetail>, String> {
-        self.0.event_detail(key).await.map_err(message)
+        self.flush().await?;
+        self.store.event_detail(key).await.map_err(message)
     }
 }

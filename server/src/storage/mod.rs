@@ -4,6 +4,7 @@
 //! checkpoints the WAL on another connection, keeping that work off the acknowledgement path.
 
 mod events;
+mod inbox;
 pub mod writer;
 
 use std::{str::FromStr, time::Duration};
@@ -16,7 +17,7 @@ use sqlx::{
 use tokio_util::sync::CancellationToken;
 
 pub use events::{EventQuery, QueryError, RawBody};
-pub use writer::{NewDelivery, Stored, WriteError, Writer};
+pub use writer::{NewDelivery, WriteError, Writer};
 
 /// The read side of the database, cheap to clone.
 #[derive(Clone)]
@@ -53,8 +54,6 @@ pub async fn open(url: &str) -> anyhow::Result<Opened> {
     // The writer never checkpoints itself: see `run_checkpoints`.
     let writer_connection = options
         .pragma("wal_autocheckpoint", "0")
-        // RETURNING hands back one row per delivery: let a whole chunk through at once.
-        .row_buffer_size(1024)
         .connect()
         .await
         .context("opening the writer's database connection")?;
