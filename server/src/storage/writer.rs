@@ -7,7 +7,7 @@
 //! page of the dedupe index per event). When nobody else is waiting and the inbox holds little,
 //! the writer does it in the same transaction, so what was acknowledged is already listed.
 //! Under sustained load it only appends, and moves the backlog in small chunks once the queue
-//! has been quiet for [`IDLE`]; on shutdown it moves everything left.
+//! has been quiet for [`IDLE`], and at the next start for whatever a shutdown left there.
 
 use std::time::Duration;
 
@@ -181,14 +181,12 @@ async fn run_until_stopped(mut connection: SqliteConnection, mut queue: mpsc::Re
             let _ = waiter.send(answer.clone());
         }
     }
-    while backlog > 0 {
-        match index_chunk(&mut connection, None).await {
-            Ok(_) => backlog = 0,
-            Err(e) => {
-                tracing::error!(error = %e, "the inbox could not be moved into the tables at shutdown");
-                break;
-            }
-        }
+    if backlog > 0 {
+        // Durable already; moving it now would hold up the exit. The next start does it.
+        tracing::info!(
+            backlog,
+            "deliveries left in the inbox; they are indexed at the next start"
+        );
     }
     let _ = connection.close().await;
     tracing::debug!("the writer has stored everything it was given");
@@ -216,7 +214,7 @@ async fn index_while_idle(
     mut backlog: u64,
 ) -> u64 {
     while backlog > 0 && queue.is_empty() {
-        match index_chunk(connection, Some(IDLE_CHUNK)).await {
+        match index_chunk(connection, IDLE_CHUNK).await {
             Ok(0) => return 0,
             Ok(moved) => backlog = backlog.saturating_sub(moved),
             Err(e) => {
@@ -228,9 +226,9 @@ async fn index_while_idle(
     backlog
 }
 
-async fn index_chunk(connection: &mut SqliteConnection, limit: Option<u64>) -> sqlx::Result<u64> {
+async fn index_chunk(connection: &mut SqliteConnection, limit: u64) -> sqlx::Result<u64> {
     let mut tx = connection.begin().await?;
-    let moved = inbox::index(&mut tx, limit).await?;
+    let moved = inbox::index(&mut tx, Some(limit)).await?;
     tx.commit().await?;
     Ok(moved)
 }
