@@ -27,7 +27,7 @@
 #   CONNECTIONS [64]  DURATION [10] s per measured run  WARMUP [2] s  PAYLOADS [20000] bodies
 #   WRK_THREADS [2]   BUILD [1] (0: use the binaries as they are)  KEEP [0] (1: keep the temp dir)
 #   BARE_BIN, HOOKSCOPE_BIN (default target/release/...)  BARE_PORT, HOOKSCOPE_PORT [free port]
-#   COUNT_SQL [deliveries plus inbox rows]  EVENTS_SQL [select count(*) from events;]
+#   COUNT_SQL [deliveries plus inbox rows]  EVENTS_SQL [events plus new ones in the inbox]
 #   STRICT [0] (1: exit 3 when a target is missed)
 #   RUST_LOG is passed to hookscope unchanged.
 # Needs: cargo, python3, curl; installs oha (cargo install), wrk and sqlite3 (apt-get) if absent.
@@ -48,7 +48,8 @@ BUILD=${BUILD:-1}
 KEEP=${KEEP:-0}
 STRICT=${STRICT:-0}
 COUNT_SQL=${COUNT_SQL:-select (select count(*) from deliveries) + (select count(*) from inbox);}
-EVENTS_SQL=${EVENTS_SQL-select count(*) from events;}
+# Events, counting those still waiting in the writer's inbox (indexing trails a burst).
+EVENTS_SQL=${EVENTS_SQL-select (select count(*) from events) + (select count(distinct i.source || ' ' || i.dedupe_key) from inbox i where not exists (select 1 from events e where e.source = i.source and e.dedupe_key = i.dedupe_key));}
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 BARE_BIN=${BARE_BIN:-$TARGET_DIR/release/examples/bare_ingest}
 HOOKSCOPE_BIN=${HOOKSCOPE_BIN:-$TARGET_DIR/release/hookscope}
