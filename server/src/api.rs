@@ -17,14 +17,11 @@ pub async fn list_events(
     RawQuery(query): RawQuery,
 ) -> Result<Json<EventPage>, ApiError> {
     let query = query.unwrap_or_default();
-    let filter = EventFilter::from_query_pairs(
-        form_urlencoded::parse(query.as_bytes())
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect::<Vec<_>>()
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str())),
-    )
-    .map_err(ApiError::BadRequest)?;
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
+    let filter = EventFilter::from_query_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .map_err(ApiError::BadRequest)?;
     let query = EventQuery::parse(&filter)?;
     flush(&state).await?;
     Ok(Json(state.store.list_events(&query).await?))

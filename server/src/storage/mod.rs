@@ -11,7 +11,7 @@ use std::{str::FromStr, time::Duration};
 
 use anyhow::Context;
 use sqlx::{
-    ConnectOptions, Connection, SqliteConnection, SqlitePool,
+    ConnectOptions, SqliteConnection, SqlitePool,
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
 };
 use tokio_util::sync::CancellationToken;
@@ -94,9 +94,4 @@ impl Store {
     pub async fn close(&self) {
         self.pool.close().await;
     }
-}
-
-/// Closes the writer's connection cleanly (used when start-up fails after opening).
-pub async fn close_connection(connection: SqliteConnection) {
-    let _ = connection.close().await;
 }
