@@ -88,3 +88,13 @@ fn copy_to_clipboard(text: String, status: RwSignal<Option<&'static str>>) {
 // The button only exists for a hydrated page; on the server it is never clicked.
 #[cfg(not(feature = "hydrate"))]
 fn copy_to_clipboard(_text: String, _status: RwSignal<Option<&'static str>>) {}
+
+/// Makes the server's answer a 404 when rendered there (in the browser there is no answer to
+/// change). For a route rendered with `SsrMode::Async` or outside any `<Suspense>`, since a
+/// streamed page has sent its status before its suspended parts render.
+pub fn answer_not_found() {
+    #[cfg(feature = "ssr")]
+    if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
+        response.set_status(http::StatusCode::NOT_FOUND);
+    }
+}

@@ -15,6 +15,7 @@ pub mod pages;
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
 use leptos_router::{
+    SsrMode,
     components::{Route, Router, Routes},
     path,
 };
@@ -48,9 +49,18 @@ pub fn App() -> impl IntoView {
         <Router>
             <TopBar/>
             <main>
-                <Routes fallback=|| view! { <p class="notice">"There is no page here."</p> }>
+                <Routes fallback=|| {
+                    components::answer_not_found();
+                    view! { <p class="notice">"There is no page here."</p> }
+                }>
                     <Route path=path!("/") view=pages::events::EventsPage/>
-                    <Route path=path!("/events/:key") view=pages::event_detail::EventDetailPage/>
+                    // Async: the page is sent once the event is loaded, so that a missing one
+                    // can still answer 404.
+                    <Route
+                        path=path!("/events/:key")
+                        view=pages::event_detail::EventDetailPage
+                        ssr=SsrMode::Async
+                    />
                     <Route path=path!("/login") view=pages::login::LoginPage/>
                 </Routes>
             </main>

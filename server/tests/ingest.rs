@@ -528,3 +528,15 @@ async fn hooks_without_a_source_name_say_how_the_url_goes() {
     }
     assert!(app.all_events().await.is_empty());
 }
+
+#[tokio::test]
+async fn an_in_memory_database_is_refused_at_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = common::serve_args(dir.path(), None, None);
+    args.database_url = "sqlite::memory:".to_owned();
+    let error = match hookscope::Application::build(args).await {
+        Ok(_) => panic!("an in-memory database must not start: nothing would be kept"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(error.contains("needs a database file on disk"), "{error}");
+}

@@ -11,8 +11,12 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 async fn page(app: &common::TestApp, path: &str) -> String {
+    page_with_status(app, path, StatusCode::OK).await
+}
+
+async fn page_with_status(app: &common::TestApp, path: &str, status: StatusCode) -> String {
     let response = app.client.get(app.url(path)).send().await.unwrap();
-    assert_eq!(response.status(), StatusCode::OK, "GET {path}");
+    assert_eq!(response.status(), status, "GET {path}");
     let content_type = response.headers()["content-type"]
         .to_str()
         .unwrap()
@@ -83,4 +87,16 @@ async fn the_login_page_has_the_token_form() {
     assert!(body.contains(r#"action="/auth/login""#), "{body}");
     assert!(body.contains(r#"name="token""#), "{body}");
     assert!(body.contains("Log in"), "{body}");
+}
+
+#[tokio::test]
+async fn a_missing_event_or_page_answers_404_with_a_message() {
+    let app = spawn_app().await;
+    app.log_in().await;
+    let body = page_with_status(&app, "/events/424242", StatusCode::NOT_FOUND).await;
+    assert!(body.contains("There is no event with this key."), "{body}");
+    let body = page_with_status(&app, "/events/not-a-key", StatusCode::NOT_FOUND).await;
+    assert!(body.contains("There is no event with this key."), "{body}");
+    let body = page_with_status(&app, "/no/such/page", StatusCode::NOT_FOUND).await;
+    assert!(body.contains("There is no page here."), "{body}");
 }

@@ -6,7 +6,7 @@ use leptos_router::hooks::use_params_map;
 
 use crate::{
     api::load_event,
-    components::{HeadersTable, SignatureBadge, short_time},
+    components::{HeadersTable, SignatureBadge, answer_not_found, short_time},
     model::{Delivery, EventDetail},
 };
 
@@ -31,7 +31,10 @@ pub fn EventDetailPage() -> impl IntoView {
             {move || Suspend::new(async move {
                 match detail.await {
                     Err(e) => view! { <p class="error" role="alert">{format!("Could not load the event: {e}")}</p> }.into_any(),
-                    Ok(None) => view! { <p class="notice">"There is no event with this key."</p> }.into_any(),
+                    Ok(None) => {
+                        answer_not_found();
+                        view! { <p class="notice">"There is no event with this key."</p> }.into_any()
+                    }
                     Ok(Some(detail)) => view! { <EventView detail/> }.into_any(),
                 }
             })}

@@ -31,6 +31,10 @@ pub struct Opened {
     pub writer_connection: SqliteConnection,
 }
 
+/// The write-ahead log may keep this much disk after a burst; beyond it, SQLite truncates the
+/// file the next time the log starts over.
+const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
+
 /// Opens (creating if missing) the database at `url` and brings its schema up to date.
 pub async fn open(url: &str) -> anyhow::Result<Opened> {
     let options = SqliteConnectOptions::from_str(url)
@@ -41,19 +45,33 @@ pub async fn open(url: &str) -> anyhow::Result<Opened> {
         .journal_mode(SqliteJournalMode::Wal)
         // FULL: a commit is on disk (the WAL is fsynced) before any sender is acknowledged.
         .synchronous(SqliteSynchronous::Full)
+        .pragma("journal_size_limit", WAL_SIZE_LIMIT.to_string())
         .busy_timeout(Duration::from_secs(10));
     let pool = SqlitePoolOptions::new()
         .max_connections(4)
         .connect_with(options.clone())
         .await
         .with_context(|| format!("opening the database {url}"))?;
+    let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(&pool)
+        .await
+        .with_context(|| format!("reading the journal mode of {url}"))?;
+    if !journal.eq_ignore_ascii_case("wal") {
+        // An in-memory database, for one: nothing would be kept, and each connection would
+        // see a database of its own.
+        anyhow::bail!(
+            "{url} cannot keep a write-ahead log (its journal mode is {journal}); \
+             Hookscope needs a database file on disk, such as sqlite://hookscope.db"
+        );
+    }
     sqlx::migrate!("../migrations/sqlite")
         .run(&pool)
         .await
         .context("bringing the database schema up to date")?;
-    // The writer never checkpoints itself: see `run_checkpoints`.
     let writer_connection = options
+        // The writer never checkpoints itself: see `run_checkpoints`.
         .pragma("wal_autocheckpoint", "0")
+        .statement_cache_capacity(inbox::STATEMENT_CACHE_CAPACITY)
         .connect()
         .await
         .context("opening the writer's database connection")?;

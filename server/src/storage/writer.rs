@@ -199,11 +199,12 @@ async fn write_batch(
     deliveries: &[NewDelivery],
     index_now: bool,
 ) -> sqlx::Result<()> {
+    if !index_now {
+        return inbox::append_and_commit(connection, deliveries).await;
+    }
     let mut tx = connection.begin().await?;
     inbox::append(&mut tx, deliveries).await?;
-    if index_now {
-        inbox::index(&mut tx, None).await?;
-    }
+    inbox::index(&mut tx, None).await?;
     tx.commit().await
 }
 
