@@ -222,19 +222,15 @@ impl SourceEntry {
         let Some(scheme) = &self.scheme else {
             return Ok(Scheme::None);
         };
-        match scheme.get_ref().as_str() {
-            "standard-webhooks" | "keldairhr" => Ok(Scheme::StandardWebhooks),
-            "stripe" => Ok(Scheme::Stripe),
-            "github" => Ok(Scheme::Github),
-            "none" => Ok(Scheme::None),
-            "hmac-sha256" => self.parse_custom().map(Scheme::CustomHmac),
-            other => Err((
-                scheme.span(),
-                format!(
-                    "unknown scheme {other:?}; use standard-webhooks, stripe, github, hmac-sha256 or none"
-                ),
-            )),
-        }
+        let name = match scheme.get_ref().as_str() {
+            "keldairhr" => "standard-webhooks", // KeldairHR signs the Standard Webhooks way
+            name => name,
+        };
+        let custom = match name {
+            "hmac-sha256" => Some(self.parse_custom()?),
+            _ => None,
+        };
+        Scheme::parse(name, custom).map_err(|e| (scheme.span(), e))
     }
 
     fn parse_custom(&self) -> Spanned_<CustomHmac> {
@@ -245,19 +241,9 @@ impl SourceEntry {
                 "scheme hmac-sha256 needs `header`, the signature header's name".to_owned(),
             )
         })?;
-        let encoding = match self
-            .encoding
-            .as_ref()
-            .map(|e| (e.span(), e.get_ref().as_str()))
-        {
-            None | Some((_, "hex")) => Encoding::Hex,
-            Some((_, "base64")) => Encoding::Base64,
-            Some((span, other)) => {
-                return Err((
-                    span,
-                    format!("encoding must be \"hex\" or \"base64\", not {other:?}"),
-                ));
-            }
+        let encoding = match &self.encoding {
+            None => Encoding::Hex,
+            Some(name) => Encoding::parse(name.get_ref()).map_err(|e| (name.span(), e))?,
         };
         let signed = match &self.signed {
             None => SignedPayload::parse("{body}").map_err(|e| (span.clone(), e))?,
@@ -345,7 +331,10 @@ secrets = ["abc"]
     fn errors_name_the_line() {
         let bad_scheme = "[[source]]\nname = \"a\"\nscheme = \"rot13\"\n";
         let err = Sources::parse(bad_scheme).unwrap_err();
-        assert!(err.starts_with("3:10: unknown scheme \"rot13\""), "{err}");
+        assert!(
+            err.starts_with("3:10: unknown signature scheme \"rot13\""),
+            "{err}"
+        );
         let bad_toml = "[[source]]\nname = \"a\"\nsecrets = [\n";
         let err = Sources::parse(bad_toml).unwrap_err();
         assert!(err.starts_with("4:1: "), "{err}");

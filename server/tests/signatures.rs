@@ -398,5 +398,8 @@ async fn a_bad_config_file_stops_start_up_naming_the_file_and_line() {
         Err(e) => format!("{e:#}"),
     };
     assert!(error.contains(&format!("{}:3:", path.display())), "{error}");
-    assert!(error.contains("unknown scheme \"rot13\""), "{error}");
+    assert!(
+        error.contains("unknown signature scheme \"rot13\""),
+        "{error}"
+    );
 }

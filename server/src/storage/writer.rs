@@ -209,12 +209,13 @@ async fn write_batch(
 }
 
 /// Moves the backlog in small transactions while nothing is queued; returns what is left.
+/// Stops when the server is stopping (every handle dropped): the next start does the rest.
 async fn index_while_idle(
     connection: &mut SqliteConnection,
     queue: &mpsc::Receiver<Job>,
     mut backlog: u64,
 ) -> u64 {
-    while backlog > 0 && queue.is_empty() {
+    while backlog > 0 && queue.is_empty() && !queue.is_closed() {
         match index_chunk(connection, IDLE_CHUNK).await {
             Ok(0) => return 0,
             Ok(moved) => backlog = backlog.saturating_sub(moved),
