@@ -153,6 +153,10 @@ pub struct EventPage {
     pub items: Vec<EventSummary>,
     /// Pass as `cursor` to get the next (older) page; absent on the last page.
     pub next_cursor: Option<String>,
+    /// Deliveries acknowledged but not listed yet: right after a long burst, grouping them
+    /// into events trails the acknowledgements for a moment. Usually 0.
+    #[serde(default)]
+    pub pending: u64,
 }
 
 /// The event list's filters, as the query string of `GET /api/events` and of the UI's list.

@@ -23,8 +23,9 @@ pub async fn list_events(
     let filter = EventFilter::from_query_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .map_err(ApiError::BadRequest)?;
     let query = EventQuery::parse(&filter)?;
-    flush(&state).await?;
-    Ok(Json(state.store.list_events(&query).await?))
+    let pending = flush(&state).await?;
+    let page = state.store.list_events(&query).await?;
+    Ok(Json(EventPage { pending, ..page }))
 }
 
 /// `GET /api/events/{key}`: the summary, the payload and every delivery.
@@ -61,8 +62,9 @@ pub async fn no_such_route() -> ApiError {
     ApiError::NotFound("no such API route; see the README for the routes there are")
 }
 
-/// Makes everything acknowledged so far visible to the read that follows.
-async fn flush(state: &AppState) -> Result<(), ApiError> {
+/// Makes what was acknowledged so far visible to the read that follows; returns how many
+/// deliveries are not visible yet (see `Writer::flush`).
+async fn flush(state: &AppState) -> Result<u64, ApiError> {
     state
         .writer
         .flush()

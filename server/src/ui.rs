@@ -42,7 +42,7 @@ struct StoreBackend {
 }
 
 impl StoreBackend {
-    async fn flush(&self) -> Result<(), String> {
+    async fn flush(&self) -> Result<u64, String> {
         self.writer.flush().await.map_err(|e| e.to_string())
     }
 }
@@ -61,8 +61,9 @@ fn message(e: QueryError) -> String {
 impl Backend for StoreBackend {
     async fn list_events(&self, filter: EventFilter) -> Result<EventPage, String> {
         let query = EventQuery::parse(&filter).map_err(message)?;
-        self.flush().await?;
-        self.store.list_events(&query).await.map_err(message)
+        let pending = self.flush().await?;
+        let page = self.store.list_events(&query).await.map_err(message)?;
+        Ok(EventPage { pending, ..page })
     }
 
     async fn event_detail(&self, key: i64) -> Result<Option<EventDetail>, String> {

@@ -374,6 +374,7 @@ async fn the_limit_caps_the_page() {
         ["evt-3", "evt-2"]
     );
     assert!(page["nextCursor"].is_string());
+    assert_eq!(page["pending"], 0, "everything acknowledged is listed");
     let page = app.events_page(&[("limit", "4")]).await;
     assert_eq!(page["items"].as_array().unwrap().len(), 4);
     assert_eq!(page["nextCursor"], Value::Null);

@@ -60,8 +60,12 @@ pub fn EventsPage() -> impl IntoView {
         <h1>"Events"</h1>
         <Suspense fallback=|| view! { <p class="notice">"Loading events…"</p> }>
             {move || Suspend::new(async move {
-                match events.await {
+                let events = events.await;
+                let pending = events.as_ref().map_or(0, |view| view.page.pending);
+                let list = match events {
                     Err(e) => view! { <p class="error" role="alert">{format!("Could not load events: {e}")}</p> }.into_any(),
+                    // Nothing listed yet, but the notice says more is coming.
+                    Ok(view) if view.page.items.is_empty() && view.page.pending > 0 => ().into_any(),
                     Ok(view) if view.page.items.is_empty() && !view.filtered && filter.read().cursor.is_none() => {
                         view! { <EmptyState hooks_url=view.hooks_url/> }.into_any()
                     }
@@ -72,10 +76,24 @@ pub fn EventsPage() -> impl IntoView {
                         let next = view.page.next_cursor.map(|c| next_page_href(&filter.read(), &c));
                         view! { <EventTable events=view.page.items next=next/> }.into_any()
                     }
-                }
+                };
+                view! { <PendingNotice pending/> {list} }
             })}
         </Suspense>
     }
+}
+
+/// Says how many acknowledged deliveries are not listed yet (only right after a long burst).
+#[component]
+fn PendingNotice(pending: u64) -> impl IntoView {
+    (pending > 0).then(|| {
+        let deliveries = if pending == 1 { "delivery" } else { "deliveries" };
+        view! {
+            <p class="notice pending" role="status">
+                {format!("{pending} more {deliveries} received and stored, still being grouped into events: reload in a moment to see them.")}
+            </p>
+        }
+    })
 }
 
 #[component]

@@ -127,7 +127,11 @@ impl Store {
         } else {
             None
         };
-        Ok(EventPage { items, next_cursor })
+        Ok(EventPage {
+            items,
+            next_cursor,
+            pending: 0,
+        })
     }
 
     /// One event, its first delivery's payload and every delivery; `None` if there is none.

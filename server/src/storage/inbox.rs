@@ -64,27 +64,19 @@ pub async fn backlog(conn: &mut SqliteConnection) -> sqlx::Result<u64> {
     Ok(count.max(0) as u64)
 }
 
-/// Moves the `limit` oldest inbox rows (all of them with `None`) into `sources`, `events` and
+/// Moves the `limit` oldest inbox rows (or all, when fewer) into `sources`, `events` and
 /// `deliveries`, oldest first so an event's first delivery defines it, and returns how many
 /// moved. Runs inside the caller's transaction.
-pub async fn index(conn: &mut SqliteConnection, limit: Option<u64>) -> sqlx::Result<u64> {
-    let nth_seq: Option<i64> = match limit {
-        None => None,
-        Some(n) => {
-            sqlx::query_scalar("SELECT seq FROM inbox ORDER BY seq LIMIT 1 OFFSET $1")
-                .bind(n.saturating_sub(1) as i64)
-                .fetch_optional(&mut *conn)
-                .await?
-        }
-    };
-    let last_seq = match nth_seq {
-        Some(seq) => Some(seq),
-        None => {
-            sqlx::query_scalar("SELECT MAX(seq) FROM inbox")
-                .fetch_one(&mut *conn)
-                .await?
-        }
-    };
+pub async fn index(conn: &mut SqliteConnection, limit: u64) -> sqlx::Result<u64> {
+    // The last row to move: the limit-th oldest, or the newest when there are fewer.
+    let last_seq: Option<i64> = sqlx::query_scalar(
+        "SELECT COALESCE(
+             (SELECT seq FROM inbox ORDER BY seq LIMIT 1 OFFSET $1),
+             (SELECT MAX(seq) FROM inbox))",
+    )
+    .bind(limit.saturating_sub(1) as i64)
+    .fetch_one(&mut *conn)
+    .await?;
     let Some(last_seq) = last_seq else {
         return Ok(0);
     };
@@ -172,42 +164,8 @@ fn insert_statement<'a>(
 
 #[cfg(test)]
 mod tests {
-    use app::model::SignatureVerdict;
-    use bytes::Bytes;
-
     use super::*;
-    use crate::{envelope::ParsedBody, sources::SourceSlug};
-
-    fn delivery(n: usize) -> NewDelivery {
-        let body = Bytes::from(format!(
-            r#"{{"id":"evt_{n}","type":"t","version":"1","dateOccurred":"2026-11-29T00:00:00Z","data":{{}}}}"#
-        ));
-        NewDelivery {
-            id: format!("delivery-{n}"),
-            source: SourceSlug::parse("keldair").unwrap(),
-            method: "POST".into(),
-            path: "/hooks/keldair".into(),
-            query: None,
-            headers_json: "[]".into(),
-            remote_addr: None,
-            received_at: n as i64,
-            size: body.len() as i64,
-            content_type: Some("application/json".into()),
-            parsed: ParsedBody::parse(&body),
-            body,
-            body_sha256: [0; 32],
-            signature: SignatureVerdict::Unchecked,
-            signature_reason: None,
-            rejected: false,
-            too_large: false,
-            response_status: 200,
-        }
-    }
-
-    async fn writer_connection(dir: &tempfile::TempDir) -> SqliteConnection {
-        let url = format!("sqlite://{}", dir.path().join("t.db").display());
-        super::super::open(&url).await.unwrap().writer_connection
-    }
+    use crate::storage::testing::{delivery, writer_connection};
 
     async fn inbox_rows(conn: &mut SqliteConnection) -> i64 {
         sqlx::query_scalar("SELECT COUNT(*) FROM inbox")

@@ -113,3 +113,47 @@ impl Store {
         self.pool.close().await;
     }
 }
+
+/// What the storage tests share: a delivery to store and a fresh database.
+#[cfg(test)]
+pub(crate) mod testing {
+    use app::model::SignatureVerdict;
+    use bytes::Bytes;
+    use sqlx::SqliteConnection;
+
+    use super::NewDelivery;
+    use crate::{envelope::ParsedBody, sources::SourceSlug};
+
+    /// The `n`th delivery of a test: a KeldairHR envelope with the id `evt_n`.
+    pub fn delivery(n: usize) -> NewDelivery {
+        let body = Bytes::from(format!(
+            r#"{{"id":"evt_{n}","type":"t","version":"1","dateOccurred":"2026-11-29T00:00:00Z","data":{{}}}}"#
+        ));
+        NewDelivery {
+            id: format!("delivery-{n}"),
+            source: SourceSlug::parse("keldair").unwrap(),
+            method: "POST".into(),
+            path: "/hooks/keldair".into(),
+            query: None,
+            headers_json: "[]".into(),
+            remote_addr: None,
+            received_at: n as i64,
+            size: body.len() as i64,
+            content_type: Some("application/json".into()),
+            parsed: ParsedBody::parse(&body),
+            body,
+            body_sha256: [0; 32],
+            signature: SignatureVerdict::Unchecked,
+            signature_reason: None,
+            rejected: false,
+            too_large: false,
+            response_status: 200,
+        }
+    }
+
+    /// The writer's connection to a new database in `dir`.
+    pub async fn writer_connection(dir: &tempfile::TempDir) -> SqliteConnection {
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        super::open(&url).await.unwrap().writer_connection
+    }
+}

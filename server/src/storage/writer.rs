@@ -28,6 +28,10 @@ const INLINE_INDEX_LIMIT: u64 = 512;
 /// The largest batch that is moved into the tables before it is acknowledged: a bigger batch
 /// means senders are queueing, and then the append alone goes first.
 const INLINE_BATCH_LIMIT: u64 = 8;
+/// The most inbox rows moved into the tables before a reader is answered (about 75 ms of work
+/// here). A read after a long burst sees what is moved by then and how many are still waiting,
+/// rather than holding up every sender behind it until the whole backlog is indexed.
+const READ_INDEX_LIMIT: u64 = 2048;
 /// How long the queue must stay empty before the writer works on the backlog.
 const IDLE: Duration = Duration::from_millis(5);
 /// Inbox rows moved per transaction while idle (small, so a new request waits little).
@@ -73,7 +77,10 @@ pub enum WriteError {
     Stopped,
 }
 
+/// Answers a sender once their delivery is stored.
 type Done = oneshot::Sender<Result<(), WriteError>>;
+/// Answers a reader once the inbox has been moved, with how many deliveries are still in it.
+type Flushed = oneshot::Sender<Result<u64, WriteError>>;
 
 /// What the writer is asked to do.
 #[expect(
@@ -83,8 +90,9 @@ type Done = oneshot::Sender<Result<(), WriteError>>;
 enum Job {
     /// Store a delivery, then answer.
     Store(NewDelivery, Done),
-    /// Move the inbox into the tables, then answer: a reader wants to see everything stored.
-    Flush(Done),
+    /// Move the inbox into the tables (up to [`READ_INDEX_LIMIT`] rows), then answer with what
+    /// is left: a reader wants to see everything stored.
+    Flush(Flushed),
 }
 
 /// The handle ingestion uses to store a delivery. Cloning it is cheap; the writer stops once
@@ -108,17 +116,18 @@ impl Writer {
         self.send(Job::Store(delivery, done), stored).await
     }
 
-    /// Returns once every delivery acknowledged so far is in the tables readers query.
-    pub async fn flush(&self) -> Result<(), WriteError> {
+    /// Moves what was acknowledged so far into the tables readers query, and returns how many
+    /// deliveries are still waiting (none, unless a burst left more than a read moves).
+    pub async fn flush(&self) -> Result<u64, WriteError> {
         let (done, flushed) = oneshot::channel();
         self.send(Job::Flush(done), flushed).await
     }
 
-    async fn send(
+    async fn send<T>(
         &self,
         job: Job,
-        answer: oneshot::Receiver<Result<(), WriteError>>,
-    ) -> Result<(), WriteError> {
+        answer: oneshot::Receiver<Result<T, WriteError>>,
+    ) -> Result<T, WriteError> {
         self.jobs.send(job).await.map_err(|_| WriteError::Stopped)?;
         answer.await.map_err(|_| WriteError::Stopped)?
     }
@@ -145,40 +154,40 @@ async fn run_until_stopped(mut connection: SqliteConnection, mut queue: mpsc::Re
         if received == 0 {
             break; // every handle is gone and the queue is drained
         }
-        let (mut deliveries, mut waiters, mut flush) = (Vec::new(), Vec::new(), false);
+        let (mut deliveries, mut senders, mut readers) = (Vec::new(), Vec::new(), Vec::new());
         for job in batch.drain(..) {
             match job {
                 Job::Store(delivery, done) => {
                     deliveries.push(delivery);
-                    waiters.push(done);
+                    senders.push(done);
                 }
-                Job::Flush(done) => {
-                    flush = true;
-                    waiters.push(done);
-                }
+                Job::Flush(flushed) => readers.push(flushed),
             }
         }
         let appended = deliveries.len() as u64;
-        let index_now = flush
+        let index_now = !readers.is_empty()
             || (appended <= INLINE_BATCH_LIMIT
                 && queue.is_empty()
                 && backlog + appended <= INLINE_INDEX_LIMIT);
         let outcome = match appended + backlog {
-            0 => Ok(()),
+            0 => Ok(0),
             _ => write_batch(&mut connection, &deliveries, index_now).await,
         };
-        let answer = match outcome {
-            Ok(()) => {
-                backlog = if index_now { 0 } else { backlog + appended };
-                Ok(())
+        let outcome = match outcome {
+            Ok(moved) => {
+                backlog = (backlog + appended).saturating_sub(moved);
+                Ok(backlog)
             }
             Err(e) => {
                 tracing::error!(error = %e, deliveries = deliveries.len(), "a batch could not be stored");
                 Err(WriteError::Database(e.to_string()))
             }
         };
-        for waiter in waiters {
-            let _ = waiter.send(answer.clone());
+        for sender in senders {
+            let _ = sender.send(outcome.clone().map(|_| ()));
+        }
+        for reader in readers {
+            let _ = reader.send(outcome.clone());
         }
     }
     if backlog > 0 {
@@ -192,20 +201,23 @@ async fn run_until_stopped(mut connection: SqliteConnection, mut queue: mpsc::Re
     tracing::debug!("the writer has stored everything it was given");
 }
 
-/// Appends a batch, and moves the inbox into the tables too when `index_now`, in one transaction.
+/// Appends a batch, and when `index_now` also moves the oldest inbox rows (up to
+/// [`READ_INDEX_LIMIT`]) into the tables, in one transaction; returns how many rows moved.
 #[tracing::instrument(skip_all, fields(deliveries = deliveries.len(), index_now))]
 async fn write_batch(
     connection: &mut SqliteConnection,
     deliveries: &[NewDelivery],
     index_now: bool,
-) -> sqlx::Result<()> {
+) -> sqlx::Result<u64> {
     if !index_now {
-        return inbox::append_and_commit(connection, deliveries).await;
+        inbox::append_and_commit(connection, deliveries).await?;
+        return Ok(0);
     }
     let mut tx = connection.begin().await?;
     inbox::append(&mut tx, deliveries).await?;
-    inbox::index(&mut tx, None).await?;
-    tx.commit().await
+    let moved = inbox::index(&mut tx, READ_INDEX_LIMIT).await?;
+    tx.commit().await?;
+    Ok(moved)
 }
 
 /// Moves the backlog in small transactions while nothing is queued; returns what is left.
@@ -230,7 +242,50 @@ async fn index_while_idle(
 
 async fn index_chunk(connection: &mut SqliteConnection, limit: u64) -> sqlx::Result<u64> {
     let mut tx = connection.begin().await?;
-    let moved = inbox::index(&mut tx, Some(limit)).await?;
+    let moved = inbox::index(&mut tx, limit).await?;
     tx.commit().await?;
     Ok(moved)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::testing::{delivery, writer_connection};
+
+    async fn count(conn: &mut SqliteConnection, table: &str) -> u64 {
+        let sql = format!("SELECT COUNT(*) FROM {table}");
+        let n: i64 = sqlx::query_scalar(&sql).fetch_one(conn).await.unwrap();
+        n as u64
+    }
+
+    #[tokio::test]
+    async fn a_read_after_a_long_burst_moves_part_of_the_backlog_and_says_how_much_is_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = writer_connection(&dir).await;
+        // What a long burst leaves: more acknowledged deliveries in the inbox than a read moves.
+        let burst = READ_INDEX_LIMIT + 700;
+        let deliveries: Vec<NewDelivery> = (0..burst as usize).map(delivery).collect();
+        inbox::append_and_commit(&mut conn, &deliveries)
+            .await
+            .unwrap();
+
+        let (writer, task) = Writer::spawn(conn);
+        let pending = writer.flush().await.unwrap();
+        // The first read moves READ_INDEX_LIMIT rows; idle indexing may have moved a chunk
+        // before it.
+        assert!(pending > 0, "a read moves at most {READ_INDEX_LIMIT} rows");
+        assert!(pending <= burst - READ_INDEX_LIMIT, "{pending}");
+        let mut reads = 1;
+        while writer.flush().await.unwrap() > 0 {
+            reads += 1;
+            assert!(reads < 10, "the backlog shrinks with every read");
+        }
+        drop(writer);
+        task.await.unwrap();
+
+        let mut conn = writer_connection(&dir).await;
+        assert_eq!(count(&mut conn, "inbox").await, 0);
+        assert_eq!(count(&mut conn, "deliveries").await, burst);
+        assert_eq!(count(&mut conn, "events").await, burst);
+    }
 }
