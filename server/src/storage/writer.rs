@@ -7,8 +7,8 @@
 //! page of the dedupe index per event). When nobody else is waiting and the inbox holds little,
 //! the writer does it in the same transaction, so what was acknowledged is already listed.
 //! Under sustained load it only appends, and moves the backlog in small chunks once the queue
-//! has been quiet for [`IDLE`], and at the next start for whatever a shutdown left there.
-//! A reader's flush moves up to [`READ_INDEX_LIMIT`] rows first and is told how many remain.
+//! has been quiet for `IDLE`, and at the next start for whatever a shutdown left there.
+//! A reader's flush moves up to `READ_INDEX_LIMIT` rows first and is told how many remain.
 
 use std::time::Duration;
 
