@@ -167,13 +167,6 @@ mod tests {
     use super::*;
     use crate::storage::testing::{delivery, writer_connection};
 
-    async fn inbox_rows(conn: &mut SqliteConnection) -> i64 {
-        sqlx::query_scalar("SELECT COUNT(*) FROM inbox")
-            .fetch_one(conn)
-            .await
-            .unwrap()
-    }
-
     #[tokio::test]
     async fn a_batch_of_several_statements_commits_as_one_transaction() {
         let dir = tempfile::tempdir().unwrap();
@@ -181,9 +174,9 @@ mod tests {
         // 150 rows: three statements, BEGIN on the first and COMMIT on the last.
         let batch: Vec<NewDelivery> = (0..150).map(delivery).collect();
         append_and_commit(&mut conn, &batch).await.unwrap();
-        assert_eq!(inbox_rows(&mut conn).await, 150);
+        assert_eq!(backlog(&mut conn).await.unwrap(), 150);
         append_and_commit(&mut conn, &batch[..1]).await.unwrap();
-        assert_eq!(inbox_rows(&mut conn).await, 151);
+        assert_eq!(backlog(&mut conn).await.unwrap(), 151);
     }
 
     #[tokio::test]
@@ -199,7 +192,7 @@ mod tests {
         let error = append_and_commit(&mut conn, &batch).await.unwrap_err();
         assert!(error.to_string().contains("refused"), "{error}");
         assert_eq!(
-            inbox_rows(&mut conn).await,
+            backlog(&mut conn).await.unwrap(),
             0,
             "the first 64 rows were rolled back"
         );
@@ -208,6 +201,6 @@ mod tests {
             .await
             .unwrap();
         append_and_commit(&mut conn, &batch).await.unwrap();
-        assert_eq!(inbox_rows(&mut conn).await, 100);
+        assert_eq!(backlog(&mut conn).await.unwrap(), 100);
     }
 }

@@ -285,7 +285,7 @@ mod tests {
         task.await.unwrap();
 
         let mut conn = writer_connection(&dir).await;
-        assert_eq!(count(&mut conn, "inbox").await, 0);
+        assert_eq!(inbox::backlog(&mut conn).await.unwrap(), 0);
         assert_eq!(count(&mut conn, "deliveries").await, burst);
         assert_eq!(count(&mut conn, "events").await, burst);
     }
