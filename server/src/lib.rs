@@ -32,7 +32,6 @@ use axum::{
 };
 use leptos::config::LeptosOptions;
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 use crate::{
     auth::Auth,
@@ -114,12 +113,13 @@ impl Application {
                 (token.clone(), Some(token))
             }
         };
-        let opened = storage::open(&args.database_url).await?;
+        let opened = storage::open(&args.database_url, args.max_body.0).await?;
         let listener = TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("listening on {}", args.listen))?;
         let address = listener.local_addr()?;
-        let (writer, writer_task) = Writer::spawn(opened.writer_connection);
+        let (writer, writer_task) = Writer::spawn(opened.writer_connection, opened.log)
+            .context("starting the delivery log's thread")?;
         let leptos_options = LeptosOptions::builder()
             .output_name("hookscope")
             .site_root(args.site_root.as_str())
@@ -160,7 +160,7 @@ impl Application {
     }
 
     /// Serves until `shutdown` completes, then stops accepting, lets requests in flight
-    /// finish (each waits for its batch to commit), drains the writer and checkpoints.
+    /// finish (each waits for its batch to be logged), drains the writer and checkpoints.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -171,9 +171,6 @@ impl Application {
             writer_task,
             ..
         } = self;
-        let stop_background = CancellationToken::new();
-        let checkpoints =
-            tokio::spawn(state.store.clone().run_checkpoints(stop_background.clone()));
         let store = state.store.clone();
         let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
         axum::serve(listener, app)
@@ -183,8 +180,6 @@ impl Application {
         // Every handle to the writer lived in the router, now dropped: the writer drains its
         // queue, commits and ends.
         writer_task.await.context("the writer task failed")?;
-        stop_background.cancel();
-        checkpoints.await.context("the checkpoint task failed")?;
         store.close().await;
         Ok(())
     }

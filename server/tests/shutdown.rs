@@ -1,5 +1,6 @@
-//! Graceful shutdown as a user sees it: the real binary, stopped with SIGTERM while deliveries
-//! are in flight, has stored every delivery it acknowledged, and stops accepting.
+//! Stopping as a user sees it: the real binary, stopped with SIGTERM while deliveries are in
+//! flight, has stored every delivery it acknowledged, and stops accepting; killed with SIGKILL
+//! in the middle of a burst, it still shows every delivery it acknowledged when started again.
 
 mod common;
 
@@ -86,6 +87,32 @@ impl Server {
         assert!(status.success(), "kill -TERM failed");
     }
 
+    /// Asserts that each `(delivery id, body)` comes back byte for byte from the raw endpoint.
+    async fn assert_stored<B: AsRef<str>>(&self, acknowledged: &[(B, B)]) {
+        let api = reqwest::Client::new();
+        for (id, body) in acknowledged {
+            let id = id.as_ref();
+            let response = api
+                .get(self.url(&format!("/api/deliveries/{id}/raw")))
+                .bearer_auth(TOKEN)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                response.status(),
+                StatusCode::OK,
+                "acknowledged delivery {id} was lost ({} acknowledged)",
+                acknowledged.len()
+            );
+            assert_eq!(response.text().await.unwrap(), body.as_ref());
+        }
+    }
+
+    /// Sends SIGKILL: the process gets no chance to finish anything.
+    fn kill(&mut self) {
+        self.child.kill().expect("SIGKILL is delivered");
+    }
+
     /// Waits for the process to end (a generous bound only guards against a hung test).
     fn wait(&mut self) -> ExitStatus {
         let deadline = Instant::now() + Duration::from_secs(120);
@@ -95,7 +122,7 @@ impl Server {
             }
             assert!(
                 Instant::now() < deadline,
-                "the server did not exit after SIGTERM"
+                "the server did not exit after being told to"
             );
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -193,21 +220,8 @@ async fn sigterm_with_deliveries_in_flight_keeps_every_acknowledged_one() {
 
     // Started again on the same database, it shows every acknowledged delivery.
     let mut restarted = tokio::task::block_in_place(|| Server::start(dir.path()));
+    restarted.assert_stored(&acknowledged).await;
     let api = reqwest::Client::new();
-    for (id, body) in &acknowledged {
-        let response = api
-            .get(restarted.url(&format!("/api/deliveries/{id}/raw")))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(
-            response.status(),
-            StatusCode::OK,
-            "acknowledged delivery {id} was lost"
-        );
-        assert_eq!(response.text().await.unwrap(), *body);
-    }
     let page: Value = api
         .get(restarted.url("/api/events"))
         .query(&[("limit", "500")])
@@ -253,4 +267,57 @@ async fn a_stopped_application_keeps_its_deliveries_for_the_next_start() {
     let (event, delivery) = app.find_delivery(&id).await;
     assert_eq!(event["eventId"], "evt-before-stop");
     assert_eq!(delivery["responseStatus"], 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_in_the_middle_of_a_burst_loses_no_acknowledged_delivery() {
+    const SENDERS: usize = 32;
+    const ACKNOWLEDGED_BEFORE_KILL: usize = 400;
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = tokio::task::block_in_place(|| Server::start(dir.path()));
+    let client = reqwest::Client::new();
+    let url = server.url("/hooks/keldair");
+
+    // Each sender posts one event after another until its connection fails.
+    let (outcomes_tx, mut outcomes) = tokio::sync::mpsc::unbounded_channel();
+    for sender in 0..SENDERS {
+        let (client, url, outcomes_tx) = (client.clone(), url.clone(), outcomes_tx.clone());
+        tokio::spawn(async move {
+            for n in 0.. {
+                let body =
+                    envelope(&format!("kill-evt-{sender}-{n}"), "applicant.hired").to_string();
+                let response = client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(body.clone())
+                    .send()
+                    .await;
+                let Ok(response) = response else { break };
+                if !response.status().is_success() {
+                    continue; // not acknowledged: a sender would try again
+                }
+                let id = response.headers()["hookscope-delivery-id"]
+                    .to_str()
+                    .unwrap()
+                    .to_owned();
+                if outcomes_tx.send((id, body)).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    drop(outcomes_tx);
+    let mut acknowledged = Vec::new();
+    while acknowledged.len() < ACKNOWLEDGED_BEFORE_KILL {
+        acknowledged.push(outcomes.recv().await.expect("the senders keep going"));
+    }
+    server.kill();
+    // Whatever was acknowledged before the process died counts too.
+    while let Some(outcome) = outcomes.recv().await {
+        acknowledged.push(outcome);
+    }
+    tokio::task::block_in_place(|| server.wait());
+
+    let restarted = tokio::task::block_in_place(|| Server::start(dir.path()));
+    restarted.assert_stored(&acknowledged).await;
 }

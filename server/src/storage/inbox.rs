@@ -8,19 +8,31 @@ use super::writer::NewDelivery;
 /// The most rows one INSERT carries; a batch is cut into statements of this many rows.
 const ROWS_PER_STATEMENT: usize = 64;
 
+/// Records that the delivery log's batches up to sequence number `$1` are in the inbox.
+const RECORD_APPLIED: &str = "UPDATE delivery_log SET applied_seq = ";
+
 /// Appends `deliveries` to the inbox inside the caller's transaction (no secondary index: the
-/// cheapest durable write).
-pub async fn append(conn: &mut SqliteConnection, deliveries: &[NewDelivery]) -> sqlx::Result<()> {
+/// cheapest write), and records `last_seq` as the last one applied from the delivery log.
+pub async fn append(
+    conn: &mut SqliteConnection,
+    deliveries: &[NewDelivery],
+    last_seq: i64,
+) -> sqlx::Result<()> {
     for chunk in deliveries.chunks(ROWS_PER_STATEMENT) {
         insert_statement("", chunk, "")
             .build()
             .execute(&mut *conn)
             .await?;
     }
+    sqlx::query(&format!("{RECORD_APPLIED}$1"))
+        .bind(last_seq)
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
 
-/// Appends `deliveries` to the inbox in a transaction of its own and commits it.
+/// Appends `deliveries` to the inbox in a transaction of its own, records `last_seq` as the
+/// last one applied from the delivery log, and commits.
 ///
 /// Each statement handed to sqlx is a round trip to its worker thread, and on this kind of
 /// machine (a VM with 2 cores) a round trip costs about a tenth of a batch's time. So BEGIN and
@@ -30,6 +42,7 @@ pub async fn append(conn: &mut SqliteConnection, deliveries: &[NewDelivery]) -> 
 pub async fn append_and_commit(
     conn: &mut SqliteConnection,
     deliveries: &[NewDelivery],
+    last_seq: i64,
 ) -> sqlx::Result<()> {
     let last = deliveries
         .len()
@@ -37,11 +50,15 @@ pub async fn append_and_commit(
         .saturating_sub(1);
     for (i, chunk) in deliveries.chunks(ROWS_PER_STATEMENT).enumerate() {
         let begin = if i == 0 { "BEGIN; " } else { "" };
-        let commit = if i == last { "; COMMIT" } else { "" };
-        let written = insert_statement(begin, chunk, commit)
-            .build()
-            .execute(&mut *conn)
-            .await;
+        let mut statement = insert_statement(begin, chunk, "");
+        if i == last {
+            statement
+                .push("; ")
+                .push(RECORD_APPLIED)
+                .push_bind(last_seq)
+                .push("; COMMIT");
+        }
+        let written = statement.build().execute(&mut *conn).await;
         if let Err(e) = written {
             // Whatever failed, leave no transaction open on the writer's connection. (When the
             // failure came before BEGIN or after COMMIT there is none, and this fails quietly.)
@@ -55,6 +72,32 @@ pub async fn append_and_commit(
 /// How many statement texts [`append_and_commit`] and [`append`] may prepare: per row count
 /// up to [`ROWS_PER_STATEMENT`], with and without BEGIN or COMMIT, and a few more for `index`.
 pub const STATEMENT_CACHE_CAPACITY: usize = 4 * ROWS_PER_STATEMENT + 16;
+
+/// Commits `applied_seq` once with `synchronous=FULL`: everything committed before is then on
+/// disk too (the WAL is written in order), and the delivery log may overwrite it. The writer's
+/// connection otherwise commits with `synchronous=NORMAL`.
+pub async fn make_durable(conn: &mut SqliteConnection, applied_seq: i64) -> sqlx::Result<()> {
+    let synced = sqlx::query(&format!(
+        "PRAGMA synchronous = FULL; {RECORD_APPLIED}$1; PRAGMA synchronous = NORMAL"
+    ))
+    .bind(applied_seq)
+    .execute(&mut *conn)
+    .await;
+    if synced.is_err() {
+        // Never leave the connection syncing every commit.
+        let _ = sqlx::query("PRAGMA synchronous = NORMAL")
+            .execute(&mut *conn)
+            .await;
+    }
+    synced.map(drop)
+}
+
+/// The delivery log's id, and the last sequence number applied to the inbox.
+pub async fn log_state(conn: &mut SqliteConnection) -> sqlx::Result<(Vec<u8>, i64)> {
+    sqlx::query_as("SELECT log_id, applied_seq FROM delivery_log")
+        .fetch_one(conn)
+        .await
+}
 
 /// How many deliveries wait in the inbox.
 pub async fn backlog(conn: &mut SqliteConnection) -> sqlx::Result<u64> {
@@ -173,9 +216,11 @@ mod tests {
         let mut conn = writer_connection(&dir).await;
         // 150 rows: three statements, BEGIN on the first and COMMIT on the last.
         let batch: Vec<NewDelivery> = (0..150).map(delivery).collect();
-        append_and_commit(&mut conn, &batch).await.unwrap();
+        append_and_commit(&mut conn, &batch, 150).await.unwrap();
         assert_eq!(backlog(&mut conn).await.unwrap(), 150);
-        append_and_commit(&mut conn, &batch[..1]).await.unwrap();
+        append_and_commit(&mut conn, &batch[..1], 151)
+            .await
+            .unwrap();
         assert_eq!(backlog(&mut conn).await.unwrap(), 151);
     }
 
@@ -189,7 +234,7 @@ mod tests {
             .execute(&mut conn)
             .await
             .unwrap();
-        let error = append_and_commit(&mut conn, &batch).await.unwrap_err();
+        let error = append_and_commit(&mut conn, &batch, 100).await.unwrap_err();
         assert!(error.to_string().contains("refused"), "{error}");
         assert_eq!(
             backlog(&mut conn).await.unwrap(),
@@ -200,7 +245,7 @@ mod tests {
             .execute(&mut conn)
             .await
             .unwrap();
-        append_and_commit(&mut conn, &batch).await.unwrap();
+        append_and_commit(&mut conn, &batch, 100).await.unwrap();
         assert_eq!(backlog(&mut conn).await.unwrap(), 100);
     }
 }

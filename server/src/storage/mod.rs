@@ -1,21 +1,26 @@
-//! Storage: one SQLite database in WAL mode. Reads go through a pool ([`Store`]); every write
-//! goes through the single batching [`writer`], which owns its own connection, so SQLite never
-//! sees two writers and many deliveries share one transaction and one fsync. A background task
-//! checkpoints the WAL on another connection, keeping that work off the acknowledgement path.
+//! Storage: one SQLite database in WAL mode, with a [`delivery_log`] in front of it. Reads go
+//! through a pool ([`Store`]); every write goes through the single batching [`writer`], which
+//! makes each batch durable in the log, acknowledges it, then applies it to SQLite on its own
+//! connection, so SQLite never sees two writers.
 
+mod delivery_log;
 mod events;
 mod inbox;
 pub mod writer;
 
-use std::{str::FromStr, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    str::FromStr,
+    time::Duration,
+};
 
 use anyhow::Context;
 use sqlx::{
     ConnectOptions, SqliteConnection, SqlitePool,
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
 };
-use tokio_util::sync::CancellationToken;
 
+pub use delivery_log::DeliveryLog;
 pub use events::{EventQuery, QueryError, RawBody};
 pub use writer::{NewDelivery, WriteError, Writer};
 
@@ -25,18 +30,21 @@ pub struct Store {
     pool: SqlitePool,
 }
 
-/// An opened database: the read side and the writer's own connection.
+/// An opened database: the read side, and what the writer needs: its own connection and the
+/// delivery log, with whatever an earlier run left in the log already replayed.
 pub struct Opened {
     pub store: Store,
     pub writer_connection: SqliteConnection,
+    pub log: DeliveryLog,
 }
 
 /// The write-ahead log may keep this much disk after a burst; beyond it, SQLite truncates the
 /// file the next time the log starts over.
 const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
 
-/// Opens (creating if missing) the database at `url` and brings its schema up to date.
-pub async fn open(url: &str) -> anyhow::Result<Opened> {
+/// Opens (creating if missing) the database at `url`, brings its schema up to date, and
+/// replays into it what its delivery log holds beyond what it has. `max_body` sizes the log.
+pub async fn open(url: &str, max_body: usize) -> anyhow::Result<Opened> {
     let options = SqliteConnectOptions::from_str(url)
         .with_context(|| {
             format!("{url:?} is not a SQLite database URL such as sqlite://hookscope.db")
@@ -68,17 +76,72 @@ pub async fn open(url: &str) -> anyhow::Result<Opened> {
         .run(&pool)
         .await
         .context("bringing the database schema up to date")?;
-    let writer_connection = options
-        // The writer never checkpoints itself: see `run_checkpoints`.
-        .pragma("wal_autocheckpoint", "0")
+    let log_path = log_path(options.get_filename());
+    let mut writer_connection = options
+        // The delivery log makes each delivery durable before it is acknowledged; see
+        // `inbox::make_durable` for when SQLite syncs.
+        .synchronous(SqliteSynchronous::Normal)
+        // The writer copies the WAL back into the database itself (SQLite's automatic
+        // checkpoint, every 1,000 pages), so the WAL starts over and is overwritten rather than
+        // grown. That stalls only the applying side: acknowledgements wait on the log alone.
+        .pragma("wal_autocheckpoint", "1000")
         .statement_cache_capacity(inbox::STATEMENT_CACHE_CAPACITY)
         .connect()
         .await
         .context("opening the writer's database connection")?;
+    let log = replay_log(&mut writer_connection, &log_path, max_body)
+        .await
+        .with_context(|| format!("recovering the delivery log {}", log_path.display()))?;
     Ok(Opened {
         store: Store { pool },
         writer_connection,
+        log,
     })
+}
+
+/// The delivery log of the database at `database`: `hookscope.db-log` beside `hookscope.db`.
+fn log_path(database: &Path) -> PathBuf {
+    let mut name = database.as_os_str().to_owned();
+    name.push("-log");
+    PathBuf::from(name)
+}
+
+/// Appends to the inbox whatever the log holds past what the database recorded as applied,
+/// makes it durable, and opens the log for appending.
+async fn replay_log(
+    connection: &mut SqliteConnection,
+    path: &Path,
+    max_body: usize,
+) -> anyhow::Result<DeliveryLog> {
+    let (id, applied) = inbox::log_state(connection).await?;
+    let id: delivery_log::LogId = id
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("the database's delivery log id is not 16 bytes"))?;
+    let read_path = path.to_owned();
+    let recovered =
+        tokio::task::spawn_blocking(move || delivery_log::recover(&read_path, &id, applied))
+            .await??;
+    if !recovered.deliveries.is_empty() {
+        let count = recovered.deliveries.len();
+        let mut deliveries = recovered.deliveries.into_iter().peekable();
+        while deliveries.peek().is_some() {
+            let (seqs, chunk): (Vec<i64>, Vec<NewDelivery>) =
+                deliveries.by_ref().take(writer::MAX_BATCH).unzip();
+            let last_seq = seqs.last().copied().unwrap_or(applied);
+            inbox::append_and_commit(connection, &chunk, last_seq).await?;
+        }
+        inbox::make_durable(connection, recovered.last_seq).await?;
+        tracing::info!(
+            deliveries = count,
+            "replayed the deliveries an earlier run acknowledged but had not yet stored in the database"
+        );
+    }
+    let path = path.to_owned();
+    let size = delivery_log::log_size(max_body);
+    let log =
+        tokio::task::spawn_blocking(move || DeliveryLog::open(&path, size, id, recovered.last_seq))
+            .await??;
+    Ok(log)
 }
 
 impl Store {
@@ -87,28 +150,9 @@ impl Store {
         sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
     }
 
-    /// Copies the WAL into the database file now and then, on a pool connection, until
-    /// `stop` is cancelled. PASSIVE never waits for the writer, so a slow disk delays the
-    /// checkpoint, not an acknowledgement.
-    pub async fn run_checkpoints(self, stop: CancellationToken) {
-        let mut tick = tokio::time::interval(Duration::from_millis(500));
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => break,
-                _ = tick.tick() => {
-                    if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&self.pool).await {
-                        tracing::warn!(error = %e, "WAL checkpoint failed");
-                    }
-                }
-            }
-        }
-        // A last full checkpoint leaves a compact database file behind.
-        let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-            .execute(&self.pool)
-            .await;
-    }
-
-    /// Closes every pooled connection.
+    /// Closes every pooled connection. Once the writer's connection is closed too, the last
+    /// one to close copies the WAL into the database file and removes it (SQLite does this by
+    /// itself), leaving one compact database file and its delivery log behind.
     pub async fn close(&self) {
         self.pool.close().await;
     }
@@ -151,9 +195,63 @@ pub(crate) mod testing {
         }
     }
 
+    /// A new database in `dir` (or the one already there), opened.
+    pub async fn open(dir: &tempfile::TempDir) -> super::Opened {
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        super::open(&url, 1024 * 1024).await.unwrap()
+    }
+
     /// The writer's connection to a new database in `dir`.
     pub async fn writer_connection(dir: &tempfile::TempDir) -> SqliteConnection {
-        let url = format!("sqlite://{}", dir.path().join("t.db").display());
-        super::open(&url).await.unwrap().writer_connection
+        open(dir).await.writer_connection
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{
+        delivery_log::Gate,
+        inbox,
+        testing::{delivery, open},
+    };
+
+    #[tokio::test]
+    async fn what_the_log_acknowledged_and_the_database_never_got_is_replayed_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut opened = open(&dir).await;
+        // The log thread made 700 deliveries durable and acknowledged them; then the process
+        // died before the apply task wrote any of them to SQLite.
+        let acknowledged: Vec<_> = (0..700).map(delivery).collect();
+        let gate = Gate::default();
+        for batch in acknowledged.chunks(100) {
+            opened.log.append(batch, &gate).unwrap();
+        }
+        drop(opened);
+
+        let mut reopened = open(&dir).await;
+        let conn = &mut reopened.writer_connection;
+        assert_eq!(inbox::backlog(conn).await.unwrap(), 700);
+        let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM inbox ORDER BY seq")
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap();
+        let sent: Vec<&str> = acknowledged.iter().map(|d| d.id.as_str()).collect();
+        assert_eq!(ids, sent, "in the order they were acknowledged");
+        assert_eq!(inbox::log_state(conn).await.unwrap().1, 700);
+
+        // New deliveries continue the sequence; a second start replays nothing again.
+        reopened.log.append(&[delivery(700)], &gate).unwrap();
+        drop(reopened);
+        let mut again = open(&dir).await;
+        assert_eq!(
+            inbox::backlog(&mut again.writer_connection).await.unwrap(),
+            701
+        );
+        drop(again);
+        let mut third = open(&dir).await;
+        assert_eq!(
+            inbox::backlog(&mut third.writer_connection).await.unwrap(),
+            701
+        );
     }
 }

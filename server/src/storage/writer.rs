@@ -1,42 +1,54 @@
-//! The batching writer: the only task that writes. Ingestion hands it a delivery and waits;
-//! the writer takes everything queued (up to [`MAX_BATCH`]), appends it to the inbox in one
-//! transaction, and only after the commit answers every waiting sender. Under load, batches
-//! grow by themselves, so one fsync covers many deliveries.
+//! The writer: the only path that writes, in two stages.
+//!
+//! 1. **The log thread** takes everything queued (up to [`MAX_BATCH`]), appends it to the
+//!    [delivery log](super::delivery_log) with one write and one `fdatasync`, and only then
+//!    answers every waiting sender. Under load, batches grow by themselves, so one sync covers
+//!    many deliveries.
+//! 2. **The apply task** appends what the log passed on to the inbox table, in one SQLite
+//!    transaction per turn, with `synchronous=NORMAL`: the log has made it durable already.
+//!    Every quarter of the log's size it commits once with `synchronous=FULL` and opens the
+//!    log's [`Gate`] that far, so the ring may overwrite what SQLite now keeps for good.
 //!
 //! Moving inbox rows into `events` and `deliveries` costs far more than the append (a random
 //! page of the dedupe index per event). When nobody else is waiting and the inbox holds little,
-//! the writer does it in the same transaction, so what was acknowledged is already listed.
+//! the apply task does it in the same transaction, so what was acknowledged is listed at once.
 //! Under sustained load it only appends, and moves the backlog in small chunks once the queue
 //! has been quiet for `IDLE`, and at the next start for whatever a shutdown left there.
-//! A reader's flush moves up to `READ_INDEX_LIMIT` rows first and is told how many remain.
+//! A reader's flush travels through both stages behind every delivery acknowledged before it,
+//! moves up to `READ_INDEX_LIMIT` rows, and is told how many remain.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use app::model::SignatureVerdict;
 use bytes::Bytes;
 use sqlx::{Connection, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
-use super::inbox;
+use super::{
+    delivery_log::{Appended, DeliveryLog, Gate},
+    inbox,
+};
 use crate::{envelope::ParsedBody, sources::SourceSlug};
 
-/// The most deliveries written in one transaction.
+/// The most deliveries the log thread takes at once.
 pub const MAX_BATCH: usize = 512;
 /// How many deliveries may wait for the writer before ingestion waits for room.
 const QUEUE_DEPTH: usize = 4096;
-/// The largest inbox that is moved into the tables inside an acknowledging transaction.
+/// The largest inbox that is moved into the tables in the same transaction as an append.
 const INLINE_INDEX_LIMIT: u64 = 512;
-/// The largest batch that is moved into the tables before it is acknowledged: a bigger batch
-/// means senders are queueing, and then the append alone goes first.
+/// The largest append that is moved into the tables at once: a bigger one means senders are
+/// queueing, and then the append alone goes first.
 const INLINE_BATCH_LIMIT: u64 = 8;
 /// The most inbox rows moved into the tables before a reader is answered (about 75 ms of work
 /// here). A read after a long burst sees what is moved by then and how many are still waiting,
 /// rather than holding up every sender behind it until the whole backlog is indexed.
 const READ_INDEX_LIMIT: u64 = 2048;
-/// How long the queue must stay empty before the writer works on the backlog.
+/// How long the queue must stay empty before the apply task works on the backlog.
 const IDLE: Duration = Duration::from_millis(5);
-/// Inbox rows moved per transaction while idle (small, so a new request waits little).
+/// Inbox rows moved per transaction while idle (small, so new deliveries wait little).
 const IDLE_CHUNK: u64 = 256;
+/// How long the apply task waits before trying a failed append again.
+const RETRY: Duration = Duration::from_secs(1);
 
 /// A delivery as ingestion captured it, ready to store.
 #[derive(Debug)]
@@ -74,6 +86,8 @@ impl NewDelivery {
 pub enum WriteError {
     #[error("the database refused the write: {0}")]
     Database(String),
+    #[error("the delivery log could not be written: {0}")]
+    Log(String),
     #[error("the writer has stopped")]
     Stopped,
 }
@@ -96,6 +110,14 @@ enum Job {
     Flush(Flushed),
 }
 
+/// What the log thread passes to the apply task, in the order it was asked.
+enum Logged {
+    /// Deliveries durable in the log and acknowledged, not yet in SQLite.
+    Deliveries(Vec<NewDelivery>, Appended),
+    /// A reader's flush, behind every delivery acknowledged before it was asked.
+    Flush(Flushed),
+}
+
 /// The handle ingestion uses to store a delivery. Cloning it is cheap; the writer stops once
 /// every handle is dropped and the queue is drained.
 #[derive(Clone)]
@@ -104,14 +126,30 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer task on `connection`; it finishes when every handle is dropped.
-    pub fn spawn(connection: SqliteConnection) -> (Self, tokio::task::JoinHandle<()>) {
+    /// Starts the log thread on `log` and the apply task on `connection`; the task finishes
+    /// once every handle is dropped and everything logged is in SQLite.
+    pub fn spawn(
+        connection: SqliteConnection,
+        log: DeliveryLog,
+    ) -> std::io::Result<(Self, tokio::task::JoinHandle<()>)> {
         let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
-        let task = tokio::spawn(run_until_stopped(connection, queue));
-        (Self { jobs }, task)
+        let (logged, to_apply) = mpsc::unbounded_channel();
+        let gate = Arc::new(Gate::default());
+        let barrier_every = log.size() / 4;
+        let log_gate = Arc::clone(&gate);
+        std::thread::Builder::new()
+            .name("delivery-log".into())
+            .spawn(move || log_until_stopped(log, queue, logged, &log_gate))?;
+        let task = tokio::spawn(apply_until_stopped(
+            connection,
+            to_apply,
+            gate,
+            barrier_every,
+        ));
+        Ok((Self { jobs }, task))
     }
 
-    /// Stores `delivery` and returns once it is committed to disk.
+    /// Stores `delivery` and returns once it is on disk.
     pub async fn store(&self, delivery: NewDelivery) -> Result<(), WriteError> {
         let (done, stored) = oneshot::channel();
         self.send(Job::Store(delivery, done), stored).await
@@ -134,29 +172,19 @@ impl Writer {
     }
 }
 
-async fn run_until_stopped(mut connection: SqliteConnection, mut queue: mpsc::Receiver<Job>) {
-    let mut backlog = inbox::backlog(&mut connection).await.unwrap_or_else(|e| {
-        tracing::error!(error = %e, "could not read the inbox backlog");
-        0
-    });
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    loop {
-        let received = if backlog > 0 {
-            match tokio::time::timeout(IDLE, queue.recv_many(&mut batch, MAX_BATCH)).await {
-                Ok(received) => received,
-                Err(_quiet) => {
-                    backlog = index_while_idle(&mut connection, &queue, backlog).await;
-                    continue;
-                }
-            }
-        } else {
-            queue.recv_many(&mut batch, MAX_BATCH).await
-        };
-        if received == 0 {
-            break; // every handle is gone and the queue is drained
-        }
-        let (mut deliveries, mut senders, mut readers) = (Vec::new(), Vec::new(), Vec::new());
-        for job in batch.drain(..) {
+/// The log thread: append, sync, pass on, answer; until every handle is gone.
+fn log_until_stopped(
+    mut log: DeliveryLog,
+    mut queue: mpsc::Receiver<Job>,
+    to_apply: mpsc::UnboundedSender<Logged>,
+    gate: &Gate,
+) {
+    let mut jobs = Vec::with_capacity(MAX_BATCH);
+    while queue.blocking_recv_many(&mut jobs, MAX_BATCH) > 0 {
+        let mut deliveries = Vec::with_capacity(jobs.len());
+        let mut senders = Vec::with_capacity(jobs.len());
+        let mut readers = Vec::new();
+        for job in jobs.drain(..) {
             match job {
                 Job::Store(delivery, done) => {
                     deliveries.push(delivery);
@@ -165,31 +193,126 @@ async fn run_until_stopped(mut connection: SqliteConnection, mut queue: mpsc::Re
                 Job::Flush(flushed) => readers.push(flushed),
             }
         }
+        if !deliveries.is_empty() {
+            let answer = match log.append(&deliveries, gate) {
+                Ok(appended) => {
+                    // Passed on before anyone is answered, so that a sender's next read
+                    // comes after it. Should the apply task be gone, the log keeps these
+                    // for the next start.
+                    let _ = to_apply.send(Logged::Deliveries(deliveries, appended));
+                    Ok(())
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, deliveries = senders.len(), "the delivery log could not be written");
+                    Err(WriteError::Log(e.to_string()))
+                }
+            };
+            for sender in senders {
+                let _ = sender.send(answer.clone());
+            }
+        }
+        for reader in readers {
+            if let Err(mpsc::error::SendError(Logged::Flush(reader))) =
+                to_apply.send(Logged::Flush(reader))
+            {
+                let _ = reader.send(Err(WriteError::Stopped));
+            }
+        }
+    }
+}
+
+/// Where the apply task is: the last delivery applied to SQLite, and how much of the log
+/// SQLite has made durable.
+#[derive(Default)]
+struct Applied {
+    seq: i64,
+    end: u64,
+    durable_end: u64,
+}
+
+/// Closes the gate when the apply task ends, however it ends, so the log never waits for it.
+struct CloseOnDrop(Arc<Gate>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
+/// The apply task: everything logged into the inbox, and the inbox into the tables.
+async fn apply_until_stopped(
+    mut connection: SqliteConnection,
+    mut to_apply: mpsc::UnboundedReceiver<Logged>,
+    gate: Arc<Gate>,
+    barrier_every: u64,
+) {
+    let _close = CloseOnDrop(Arc::clone(&gate));
+    let mut backlog = inbox::backlog(&mut connection).await.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "could not read the inbox backlog");
+        0
+    });
+    let mut applied = Applied::default();
+    let mut batch = Vec::new();
+    loop {
+        let received = if backlog > 0 {
+            match tokio::time::timeout(IDLE, to_apply.recv_many(&mut batch, MAX_BATCH)).await {
+                Ok(received) => received,
+                Err(_quiet) => {
+                    backlog = index_while_idle(&mut connection, &to_apply, backlog).await;
+                    continue;
+                }
+            }
+        } else {
+            to_apply.recv_many(&mut batch, MAX_BATCH).await
+        };
+        if received == 0 {
+            break; // the log thread is gone and everything it passed on is applied
+        }
+        let (mut deliveries, mut readers, mut logged) = (Vec::new(), Vec::new(), None);
+        for item in batch.drain(..) {
+            match item {
+                Logged::Deliveries(some, appended) => {
+                    deliveries.extend(some);
+                    logged = Some(appended);
+                }
+                Logged::Flush(flushed) => readers.push(flushed),
+            }
+        }
         let appended = deliveries.len() as u64;
         let index_now = !readers.is_empty()
             || (appended <= INLINE_BATCH_LIMIT
-                && queue.is_empty()
+                && to_apply.is_empty()
                 && backlog + appended <= INLINE_INDEX_LIMIT);
-        let outcome = match appended + backlog {
-            0 => Ok(0),
-            _ => write_batch(&mut connection, &deliveries, index_now).await,
+        let last_seq = logged.map_or(applied.seq, |l| l.last_seq);
+        let Some(moved) = apply(
+            &mut connection,
+            &deliveries,
+            last_seq,
+            index_now,
+            &mut readers,
+            &to_apply,
+        )
+        .await
+        else {
+            tracing::warn!(
+                "stopping with deliveries not yet applied; the next start replays them from the log"
+            );
+            return;
         };
-        let outcome = match outcome {
-            Ok(moved) => {
-                backlog = (backlog + appended).saturating_sub(moved);
-                Ok(backlog)
-            }
-            Err(e) => {
-                tracing::error!(error = %e, deliveries = deliveries.len(), "a batch could not be stored");
-                Err(WriteError::Database(e.to_string()))
-            }
-        };
-        for sender in senders {
-            let _ = sender.send(outcome.clone().map(|_| ()));
-        }
+        backlog = (backlog + appended).saturating_sub(moved);
         for reader in readers {
-            let _ = reader.send(outcome.clone());
+            let _ = reader.send(Ok(backlog));
         }
+        if let Some(logged) = logged {
+            applied.seq = logged.last_seq;
+            applied.end = logged.end;
+        }
+        if applied.end - applied.durable_end >= barrier_every {
+            make_durable(&mut connection, &mut applied, &gate).await;
+        }
+    }
+    if applied.end > applied.durable_end {
+        make_durable(&mut connection, &mut applied, &gate).await;
     }
     if backlog > 0 {
         // Durable already; moving it now would hold up the exit. The next start does it.
@@ -202,33 +325,80 @@ async fn run_until_stopped(mut connection: SqliteConnection, mut queue: mpsc::Re
     tracing::debug!("the writer has stored everything it was given");
 }
 
-/// Appends a batch, and when `index_now` also moves the oldest inbox rows (up to
-/// [`READ_INDEX_LIMIT`]) into the tables, in one transaction; returns how many rows moved.
+/// Applies `deliveries` (see [`write_batch`]), trying again while the database refuses:
+/// they are acknowledged, and the log keeps them only until the ring comes round. Readers
+/// are told of a failure at once. Returns how many inbox rows moved into the tables, or
+/// `None` when the server stops before the database takes them (the next start does).
+async fn apply(
+    connection: &mut SqliteConnection,
+    deliveries: &[NewDelivery],
+    last_seq: i64,
+    mut index_now: bool,
+    readers: &mut Vec<Flushed>,
+    to_apply: &mpsc::UnboundedReceiver<Logged>,
+) -> Option<u64> {
+    loop {
+        if deliveries.is_empty() && !index_now {
+            return Some(0);
+        }
+        match write_batch(connection, deliveries, last_seq, index_now).await {
+            Ok(moved) => return Some(moved),
+            Err(e) => {
+                tracing::error!(error = %e, deliveries = deliveries.len(), "the database refused a batch; trying again in {} s", RETRY.as_secs());
+                for reader in readers.drain(..) {
+                    let _ = reader.send(Err(WriteError::Database(e.to_string())));
+                }
+                index_now = false;
+                if to_apply.is_closed() {
+                    return None;
+                }
+                tokio::time::sleep(RETRY).await;
+            }
+        }
+    }
+}
+
+/// Commits once with `synchronous=FULL`, making everything applied so far durable in SQLite,
+/// and lets the log overwrite it. On failure the gate stays put, and the next turn tries again.
+async fn make_durable(connection: &mut SqliteConnection, applied: &mut Applied, gate: &Gate) {
+    match inbox::make_durable(connection, applied.seq).await {
+        Ok(()) => {
+            applied.durable_end = applied.end;
+            gate.advance(applied.end);
+        }
+        Err(e) => tracing::error!(error = %e, "could not make the applied deliveries durable"),
+    }
+}
+
+/// Appends a batch and records `last_seq` as applied, and when `index_now` also moves the
+/// oldest inbox rows (up to [`READ_INDEX_LIMIT`]) into the tables, in one transaction; returns
+/// how many rows moved.
 #[tracing::instrument(skip_all, fields(deliveries = deliveries.len(), index_now))]
 async fn write_batch(
     connection: &mut SqliteConnection,
     deliveries: &[NewDelivery],
+    last_seq: i64,
     index_now: bool,
 ) -> sqlx::Result<u64> {
     if !index_now {
-        inbox::append_and_commit(connection, deliveries).await?;
+        inbox::append_and_commit(connection, deliveries, last_seq).await?;
         return Ok(0);
     }
     let mut tx = connection.begin().await?;
-    inbox::append(&mut tx, deliveries).await?;
+    inbox::append(&mut tx, deliveries, last_seq).await?;
     let moved = inbox::index(&mut tx, READ_INDEX_LIMIT).await?;
     tx.commit().await?;
     Ok(moved)
 }
 
 /// Moves the backlog in small transactions while nothing is queued; returns what is left.
-/// Stops when the server is stopping (every handle dropped): the next start does the rest.
+/// Stops when the server is stopping (the log thread gone): the next start does the rest.
 async fn index_while_idle(
     connection: &mut SqliteConnection,
-    queue: &mpsc::Receiver<Job>,
+    to_apply: &mpsc::UnboundedReceiver<Logged>,
     mut backlog: u64,
 ) -> u64 {
-    while backlog > 0 && queue.is_empty() && !queue.is_closed() {
+    while backlog > 0 && to_apply.is_empty() && !to_apply.is_closed() {
         match index_chunk(connection, IDLE_CHUNK).await {
             Ok(0) => return 0,
             Ok(moved) => backlog = backlog.saturating_sub(moved),
@@ -251,7 +421,7 @@ async fn index_chunk(connection: &mut SqliteConnection, limit: u64) -> sqlx::Res
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::testing::{delivery, writer_connection};
+    use crate::storage::testing::{delivery, open, writer_connection};
 
     async fn count(conn: &mut SqliteConnection, table: &str) -> u64 {
         let sql = format!("SELECT COUNT(*) FROM {table}");
@@ -262,20 +432,29 @@ mod tests {
     #[tokio::test]
     async fn a_read_after_a_long_burst_moves_part_of_the_backlog_and_says_how_much_is_left() {
         let dir = tempfile::tempdir().unwrap();
-        let mut conn = writer_connection(&dir).await;
+        let mut opened = open(&dir).await;
         // What a long burst leaves: more acknowledged deliveries in the inbox than a read moves.
         let burst = READ_INDEX_LIMIT + 700;
         let deliveries: Vec<NewDelivery> = (0..burst as usize).map(delivery).collect();
-        inbox::append_and_commit(&mut conn, &deliveries)
+        inbox::append_and_commit(&mut opened.writer_connection, &deliveries, 0)
             .await
             .unwrap();
 
-        let (writer, task) = Writer::spawn(conn);
+        let store = opened.store.clone();
+        let (writer, task) = Writer::spawn(opened.writer_connection, opened.log).unwrap();
         let pending = writer.flush().await.unwrap();
         // The first read moves READ_INDEX_LIMIT rows; idle indexing may have moved a chunk
         // before it.
         assert!(pending > 0, "a read moves at most {READ_INDEX_LIMIT} rows");
         assert!(pending <= burst - READ_INDEX_LIMIT, "{pending}");
+        // The newest delivery is still in the inbox, and its bytes can be read already.
+        let newest = &deliveries[burst as usize - 1];
+        let raw = store
+            .raw_body(&newest.id)
+            .await
+            .unwrap()
+            .expect("found in the inbox");
+        assert_eq!(raw.body, newest.body.as_ref());
         let mut reads = 1;
         while writer.flush().await.unwrap() > 0 {
             reads += 1;

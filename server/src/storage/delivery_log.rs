@@ -1,0 +1,628 @@
+//! The delivery log: where a delivery becomes durable before it is acknowledged.
+//!
+//! A fixed-size file beside the database (`hookscope.db-log`), written once with zeros when it
+//! is created and then used as a ring. The writer appends each batch with one `pwrite` and one
+//! `fdatasync`, and answers the senders; SQLite gets the same deliveries right after, with
+//! `synchronous=NORMAL`, off the acknowledgement path. Overwriting blocks that are already
+//! there is the cheapest durable write this kind of disk offers (no file growth, so no
+//! filesystem journal commit): about 0.15 ms where a commit of SQLite's growing WAL takes 0.5
+//! to 0.9 ms.
+//!
+//! The ring never overwrites a delivery that SQLite could still lose: the applying side
+//! advances a [`Gate`] each time it has made what it applied durable (a commit with
+//! `synchronous=FULL`), and the log waits at the gate before writing over older batches. At
+//! start-up, [`recover`] reads every batch newer than the last one SQLite recorded as applied,
+//! so a crash anywhere between the acknowledgement and SQLite's own sync loses nothing.
+//!
+//! On disk, each batch starts on a 4 KiB boundary: a header (magic, the log's id, the first
+//! sequence number, the count, the payload's length and CRC-32, and the header's own CRC-32),
+//! then the deliveries, encoded field by field. A batch whose header or payload does not check
+//! out (torn by a crash, or left from an earlier lap) is skipped; it was never acknowledged, or
+//! it is already in SQLite. The log's id is random per database, so the log of another
+//! database is never replayed into this one.
+
+use std::{
+    fs::{File, OpenOptions},
+    io,
+    os::unix::fs::FileExt,
+    path::Path,
+    sync::{Condvar, Mutex},
+    time::{Duration, Instant},
+};
+
+use app::model::{BodyKind, SignatureVerdict};
+use bytes::Bytes;
+
+use super::writer::NewDelivery;
+use crate::{envelope::ParsedBody, sources::SourceSlug};
+
+/// Batches start on this boundary, and the file's size is a multiple of it.
+const BLOCK: u64 = 4096;
+const MAGIC: [u8; 4] = *b"HSL1";
+/// magic 4, log id 16, first sequence number 8, count 4, payload length 4, payload CRC 4,
+/// header CRC 4 (of everything before it).
+const HEADER_LEN: usize = 44;
+/// The smallest log; a larger `--max-body` makes it larger (see [`log_size`]).
+const MIN_SIZE: u64 = 64 * 1024 * 1024;
+/// How long an append may wait for SQLite to catch up before its senders get an error.
+const ROOM_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The log's size for a body limit: room for at least four of the largest deliveries (their
+/// headers included), so a batch always fits in a quarter of the ring.
+pub fn log_size(max_body: usize) -> u64 {
+    let largest = max_body as u64 + 1024 * 1024;
+    (4 * largest).max(MIN_SIZE).next_multiple_of(BLOCK)
+}
+
+/// A random id, one per database, stamped on every batch.
+pub type LogId = [u8; 16];
+
+/// The log, open for appending.
+pub struct DeliveryLog {
+    file: File,
+    size: u64,
+    id: LogId,
+    next_seq: i64,
+    /// Bytes written since the log was opened, padding and skipped ring ends included; the
+    /// ring offset is `head % size`. Everything before the head was made durable in SQLite by
+    /// the time the log was opened, so positions start at zero.
+    head: u64,
+    /// The largest batch written at once; a bigger one is cut.
+    max_batch_bytes: usize,
+    room_timeout: Duration,
+    buffer: Vec<u8>,
+}
+
+/// What an append wrote: the last sequence number, and where in the ring it ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub last_seq: i64,
+    pub end: u64,
+}
+
+/// What start-up found in the log beyond what SQLite has applied.
+pub struct Recovered {
+    /// Every delivery newer than `applied`, oldest first, with its sequence number.
+    pub deliveries: Vec<(i64, NewDelivery)>,
+    /// The highest sequence number the log holds (or `applied`); new batches continue after it.
+    pub last_seq: i64,
+}
+
+/// Reads the log at `path` (none yet is fine) for the batches of log `id` past `applied`.
+pub fn recover(path: &Path, id: &LogId, applied: i64) -> io::Result<Recovered> {
+    let mut recovered = Recovered {
+        deliveries: Vec::new(),
+        last_seq: applied,
+    };
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(recovered),
+        Err(e) => return Err(e),
+    };
+    let size = file.metadata()?.len();
+    let mut header = [0; HEADER_LEN];
+    let mut offset = 0;
+    while offset + HEADER_LEN as u64 <= size {
+        file.read_exact_at(&mut header, offset)?;
+        let Some(batch) = BatchHeader::parse(&header, id) else {
+            offset += BLOCK;
+            continue;
+        };
+        let end = offset + HEADER_LEN as u64 + u64::from(batch.payload_len);
+        if end > size {
+            offset += BLOCK;
+            continue;
+        }
+        let last_seq = batch.first_seq + i64::from(batch.count) - 1;
+        if last_seq > applied {
+            let mut payload = vec![0; batch.payload_len as usize];
+            file.read_exact_at(&mut payload, offset + HEADER_LEN as u64)?;
+            if crc32fast::hash(&payload) == batch.payload_crc
+                && let Some(deliveries) = decode_batch(&payload, batch.count)
+            {
+                recovered.last_seq = recovered.last_seq.max(last_seq);
+                recovered.deliveries.extend(
+                    (batch.first_seq..)
+                        .zip(deliveries)
+                        .filter(|(seq, _)| *seq > applied),
+                );
+            }
+        }
+        offset = end.next_multiple_of(BLOCK);
+    }
+    recovered.deliveries.sort_by_key(|(seq, _)| *seq);
+    Ok(recovered)
+}
+
+impl DeliveryLog {
+    /// Opens the log at `path` for appending, creating it (or remaking it at a new size) when
+    /// needed. Call it only once whatever [`recover`] found is durable in SQLite: appends
+    /// start at the beginning of the ring.
+    pub fn open(path: &Path, size: u64, id: LogId, last_seq: i64) -> io::Result<Self> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
+        if file.metadata()?.len() != size {
+            zero_fill(&file, size)?;
+            if let Some(dir) = path.parent() {
+                // Make the new file's name durable too, before anything relies on it.
+                File::open(if dir.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    dir
+                })?
+                .sync_all()?;
+            }
+        }
+        Ok(Self {
+            file,
+            size,
+            id,
+            next_seq: last_seq + 1,
+            head: 0,
+            max_batch_bytes: (size / 4) as usize,
+            room_timeout: ROOM_TIMEOUT,
+            buffer: Vec::new(),
+        })
+    }
+
+    /// The ring's size in bytes.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Writes `deliveries` and syncs them to disk; once this returns they survive a crash.
+    /// Waits at `gate` while SQLite has not yet made durable what this would overwrite.
+    pub fn append(&mut self, deliveries: &[NewDelivery], gate: &Gate) -> io::Result<Appended> {
+        let mut rest = deliveries;
+        while !rest.is_empty() {
+            let taken = self.encode_batch(rest);
+            rest = &rest[taken..];
+            let first_seq = self.next_seq;
+            // A failed write leaves its sequence numbers and its space unused.
+            self.next_seq += taken as i64;
+            self.write_batch(first_seq, taken as u32, gate)?;
+        }
+        self.file.sync_data()?;
+        Ok(Appended {
+            last_seq: self.next_seq - 1,
+            end: self.head,
+        })
+    }
+
+    /// Encodes as many of `deliveries` as fit in one batch (at least one) after a blank header.
+    fn encode_batch(&mut self, deliveries: &[NewDelivery]) -> usize {
+        self.buffer.clear();
+        self.buffer.resize(HEADER_LEN, 0);
+        let mut taken = 0;
+        for delivery in deliveries {
+            let before = self.buffer.len();
+            encode(&mut self.buffer, delivery);
+            if taken > 0 && self.buffer.len() > self.max_batch_bytes {
+                self.buffer.truncate(before);
+                break;
+            }
+            taken += 1;
+        }
+        taken
+    }
+
+    fn write_batch(&mut self, first_seq: i64, count: u32, gate: &Gate) -> io::Result<()> {
+        let payload = &self.buffer[HEADER_LEN..];
+        let header = BatchHeader {
+            first_seq,
+            count,
+            payload_len: payload.len() as u32,
+            payload_crc: crc32fast::hash(payload),
+        };
+        self.buffer[..HEADER_LEN].copy_from_slice(&header.encode(&self.id));
+        let len = (self.buffer.len() as u64).next_multiple_of(BLOCK);
+        self.buffer.resize(len as usize, 0);
+        if self.head % self.size + len > self.size {
+            // It does not fit before the end of the ring: start the next lap.
+            self.head = self.head.next_multiple_of(self.size);
+        }
+        // Everything this overwrites was written one ring earlier.
+        gate.wait_until_durable(
+            (self.head + len).saturating_sub(self.size),
+            self.room_timeout,
+        )?;
+        self.file
+            .write_all_at(&self.buffer, self.head % self.size)?;
+        self.head += len;
+        Ok(())
+    }
+}
+
+/// Writes `size` zero bytes over the whole file and syncs it, so later writes only overwrite.
+fn zero_fill(file: &File, size: u64) -> io::Result<()> {
+    file.set_len(0)?;
+    let zeros = vec![0; 1 << 20];
+    let mut offset = 0;
+    while offset < size {
+        let n = zeros.len().min((size - offset) as usize);
+        file.write_all_at(&zeros[..n], offset)?;
+        offset += n as u64;
+    }
+    file.sync_all()
+}
+
+/// How far the log may overwrite itself: SQLite has made durable everything written before
+/// `durable`. The applying side advances it; the log waits on it.
+#[derive(Default)]
+pub struct Gate {
+    state: Mutex<GateState>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct GateState {
+    durable: u64,
+    closed: bool,
+}
+
+impl Gate {
+    /// Everything written before `position` is durable in SQLite.
+    pub fn advance(&self, position: u64) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.durable = state.durable.max(position);
+        self.changed.notify_all();
+    }
+
+    /// Nothing will advance the gate any more (the applying side has stopped).
+    pub fn close(&self) {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).closed = true;
+        self.changed.notify_all();
+    }
+
+    fn wait_until_durable(&self, position: u64, timeout: Duration) -> io::Result<()> {
+        let deadline = Instant::now() + timeout;
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        while state.durable < position {
+            if state.closed {
+                return Err(io::Error::other(
+                    "the database stopped taking deliveries from the log",
+                ));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "the database is more than the log's size behind and did not catch up \
+                         within {} s",
+                        timeout.as_secs()
+                    ),
+                ));
+            }
+            state = self
+                .changed
+                .wait_timeout(state, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        Ok(())
+    }
+}
+
+struct BatchHeader {
+    first_seq: i64,
+    count: u32,
+    payload_len: u32,
+    payload_crc: u32,
+}
+
+impl BatchHeader {
+    fn encode(&self, id: &LogId) -> [u8; HEADER_LEN] {
+        let mut header = [0; HEADER_LEN];
+        header[0..4].copy_from_slice(&MAGIC);
+        header[4..20].copy_from_slice(id);
+        header[20..28].copy_from_slice(&self.first_seq.to_le_bytes());
+        header[28..32].copy_from_slice(&self.count.to_le_bytes());
+        header[32..36].copy_from_slice(&self.payload_len.to_le_bytes());
+        header[36..40].copy_from_slice(&self.payload_crc.to_le_bytes());
+        let crc = crc32fast::hash(&header[..40]);
+        header[40..44].copy_from_slice(&crc.to_le_bytes());
+        header
+    }
+
+    /// The header at the start of `bytes`, if it is one of log `id`'s and intact.
+    fn parse(bytes: &[u8; HEADER_LEN], id: &LogId) -> Option<Self> {
+        let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
+        if bytes[0..4] != MAGIC
+            || bytes[4..20] != id[..]
+            || crc32fast::hash(&bytes[..40]) != u32_at(40)
+        {
+            return None;
+        }
+        Some(Self {
+            first_seq: i64::from_le_bytes(bytes[20..28].try_into().unwrap()),
+            count: u32_at(28),
+            payload_len: u32_at(32),
+            payload_crc: u32_at(36),
+        })
+    }
+}
+
+// --- The encoding of one delivery: its fields in order, each length-prefixed or fixed-size.
+
+fn encode(out: &mut Vec<u8>, d: &NewDelivery) {
+    let mut e = Encoder(out);
+    let p = &d.parsed;
+    e.str(&d.id);
+    e.str(d.source.as_str());
+    e.str(&d.method);
+    e.str(&d.path);
+    e.opt_str(d.query.as_deref());
+    e.str(&d.headers_json);
+    e.opt_str(d.remote_addr.as_deref());
+    e.i64(d.received_at);
+    e.i64(d.size);
+    e.opt_str(d.content_type.as_deref());
+    e.bytes(&d.body);
+    e.0.extend_from_slice(&d.body_sha256);
+    e.str(p.kind.as_str());
+    e.opt_str(p.event_id.as_deref());
+    e.opt_str(p.event_type.as_deref());
+    e.opt_str(p.version.as_deref());
+    e.opt_str(p.date_occurred.as_deref());
+    match p.occurred_at {
+        Some(at) => {
+            e.0.push(1);
+            e.i64(at);
+        }
+        None => e.0.push(0),
+    }
+    e.opt_str(p.parse_error.as_deref());
+    e.str(d.signature.as_str());
+    e.opt_str(d.signature_reason.as_deref());
+    e.0.push(u8::from(d.rejected) | u8::from(d.too_large) << 1);
+    e.0.extend_from_slice(&d.response_status.to_le_bytes());
+}
+
+fn decode_batch(payload: &[u8], count: u32) -> Option<Vec<NewDelivery>> {
+    let mut d = Decoder(payload);
+    let deliveries = (0..count)
+        .map(|_| decode(&mut d))
+        .collect::<Option<Vec<_>>>()?;
+    d.0.is_empty().then_some(deliveries)
+}
+
+fn decode(d: &mut Decoder) -> Option<NewDelivery> {
+    let id = d.string()?;
+    let source = SourceSlug::parse(d.str()?).ok()?;
+    let method = d.string()?;
+    let path = d.string()?;
+    let query = d.opt_string()?;
+    let headers_json = d.string()?;
+    let remote_addr = d.opt_string()?;
+    let received_at = d.i64()?;
+    let size = d.i64()?;
+    let content_type = d.opt_string()?;
+    let body = Bytes::copy_from_slice(d.bytes()?);
+    let body_sha256 = d.take(32)?.try_into().ok()?;
+    let parsed = ParsedBody {
+        kind: BodyKind::parse(d.str()?)?,
+        event_id: d.opt_string()?,
+        event_type: d.opt_string()?,
+        version: d.opt_string()?,
+        date_occurred: d.opt_string()?,
+        occurred_at: match d.take(1)?[0] {
+            0 => None,
+            _ => Some(d.i64()?),
+        },
+        parse_error: d.opt_string()?,
+    };
+    let signature = SignatureVerdict::parse(d.str()?)?;
+    let signature_reason = d.opt_string()?;
+    let flags = d.take(1)?[0];
+    let response_status = u16::from_le_bytes(d.take(2)?.try_into().ok()?);
+    Some(NewDelivery {
+        id,
+        source,
+        method,
+        path,
+        query,
+        headers_json,
+        remote_addr,
+        received_at,
+        size,
+        content_type,
+        body,
+        body_sha256,
+        parsed,
+        signature,
+        signature_reason,
+        rejected: flags & 1 != 0,
+        too_large: flags & 2 != 0,
+        response_status,
+    })
+}
+
+struct Encoder<'a>(&'a mut Vec<u8>);
+
+impl Encoder<'_> {
+    fn bytes(&mut self, bytes: &[u8]) {
+        self.0
+            .extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+        self.0.extend_from_slice(bytes);
+    }
+
+    fn str(&mut self, s: &str) {
+        self.bytes(s.as_bytes());
+    }
+
+    fn opt_str(&mut self, s: Option<&str>) {
+        match s {
+            Some(s) => {
+                self.0.push(1);
+                self.str(s);
+            }
+            None => self.0.push(0),
+        }
+    }
+
+    fn i64(&mut self, v: i64) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+}
+
+/// Reads what [`Encoder`] wrote; `None` when the bytes end early or do not decode.
+struct Decoder<'a>(&'a [u8]);
+
+impl<'a> Decoder<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let (taken, rest) = self.0.split_at_checked(n)?;
+        self.0 = rest;
+        Some(taken)
+    }
+
+    fn bytes(&mut self) -> Option<&'a [u8]> {
+        let len = u32::from_le_bytes(self.take(4)?.try_into().ok()?);
+        self.take(len as usize)
+    }
+
+    fn str(&mut self) -> Option<&'a str> {
+        std::str::from_utf8(self.bytes()?).ok()
+    }
+
+    fn string(&mut self) -> Option<String> {
+        self.str().map(str::to_owned)
+    }
+
+    fn opt_string(&mut self) -> Option<Option<String>> {
+        match self.take(1)?[0] {
+            0 => Some(None),
+            _ => self.string().map(Some),
+        }
+    }
+
+    fn i64(&mut self) -> Option<i64> {
+        Some(i64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::testing::delivery;
+
+    const ID: LogId = *b"0123456789abcdef";
+
+    fn seqs(recovered: &Recovered) -> Vec<i64> {
+        recovered.deliveries.iter().map(|(seq, _)| *seq).collect()
+    }
+
+    /// A delivery whose batch takes three blocks of the log.
+    fn large(n: usize) -> NewDelivery {
+        let mut d = delivery(n);
+        d.body = Bytes::from(vec![b'x'; 10_000]);
+        d
+    }
+
+    #[test]
+    fn what_was_appended_comes_back_after_the_last_applied_delivery() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db-log");
+        let gate = Gate::default();
+        let mut log = DeliveryLog::open(&path, 1 << 20, ID, 0).unwrap();
+        let mut first: Vec<NewDelivery> = (0..3).map(delivery).collect();
+        first[1].query = Some("a=1".into());
+        first[1].remote_addr = Some("127.0.0.1:4000".into());
+        first[1].body = Bytes::from_static(b"\xff\x00 not utf-8");
+        first[1].parsed = crate::envelope::ParsedBody::parse(&first[1].body);
+        first[2].signature = SignatureVerdict::Invalid;
+        first[2].signature_reason = Some("mismatch".into());
+        first[2].rejected = true;
+        first[2].response_status = 401;
+        assert_eq!(
+            log.append(&first, &gate).unwrap(),
+            Appended {
+                last_seq: 3,
+                end: BLOCK
+            }
+        );
+        let second: Vec<NewDelivery> = (3..5).map(delivery).collect();
+        assert_eq!(log.append(&second, &gate).unwrap().last_seq, 5);
+
+        let all = recover(&path, &ID, 0).unwrap();
+        assert_eq!(seqs(&all), [1, 2, 3, 4, 5]);
+        assert_eq!(all.last_seq, 5);
+        for ((_, got), sent) in all.deliveries.iter().zip(first.iter().chain(&second)) {
+            assert_eq!(
+                format!("{got:?}"),
+                format!("{sent:?}"),
+                "every field survives"
+            );
+        }
+        let after_three = recover(&path, &ID, 3).unwrap();
+        assert_eq!(seqs(&after_three), [4, 5]);
+        assert_eq!(recover(&path, &ID, 5).unwrap().deliveries.len(), 0);
+    }
+
+    #[test]
+    fn a_torn_batch_and_another_databases_log_are_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db-log");
+        let gate = Gate::default();
+        let mut log = DeliveryLog::open(&path, 1 << 20, ID, 0).unwrap();
+        log.append(&[delivery(0), delivery(1)], &gate).unwrap();
+        log.append(&[delivery(2), delivery(3)], &gate).unwrap();
+        log.append(&[delivery(4)], &gate).unwrap();
+        // A crash in the middle of writing the second batch: part of its payload is not there.
+        let file = OpenOptions::new().write(true).open(&path).unwrap();
+        file.write_all_at(b"torn", BLOCK + HEADER_LEN as u64 + 20)
+            .unwrap();
+
+        let recovered = recover(&path, &ID, 0).unwrap();
+        assert_eq!(seqs(&recovered), [1, 2, 5]);
+        let other = recover(&path, b"another database", 0).unwrap();
+        assert_eq!(other.deliveries.len(), 0);
+        assert_eq!(other.last_seq, 0);
+        let missing = recover(&dir.path().join("none"), &ID, 7).unwrap();
+        assert_eq!((missing.deliveries.len(), missing.last_seq), (0, 7));
+    }
+
+    #[test]
+    fn the_ring_overwrites_only_what_the_database_has_made_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db-log");
+        let gate = Gate::default();
+        // 16 blocks: five batches of three blocks fit, the sixth starts the next lap.
+        let mut log = DeliveryLog::open(&path, 16 * BLOCK, ID, 0).unwrap();
+        log.room_timeout = Duration::from_millis(50);
+        let ends: Vec<u64> = (0..5)
+            .map(|n| log.append(&[large(n)], &gate).unwrap().end)
+            .collect();
+        assert_eq!(ends, [3, 6, 9, 12, 15].map(|blocks| blocks * BLOCK));
+
+        let refused = log.append(&[large(5)], &gate).unwrap_err();
+        assert_eq!(refused.kind(), io::ErrorKind::TimedOut, "{refused}");
+        assert_eq!(seqs(&recover(&path, &ID, 0).unwrap()), [1, 2, 3, 4, 5]);
+
+        // The database has made the first batch durable: the next lap may overwrite it.
+        gate.advance(ends[0]);
+        let appended = log.append(&[large(6)], &gate).unwrap();
+        assert_eq!(
+            appended,
+            Appended {
+                last_seq: 7,
+                end: 16 * BLOCK + 3 * BLOCK
+            }
+        );
+        assert_eq!(seqs(&recover(&path, &ID, 1).unwrap()), [2, 3, 4, 5, 7]);
+
+        gate.close();
+        let closed = log.append(&[large(7)], &gate).unwrap_err();
+        assert!(closed.to_string().contains("stopped"), "{closed}");
+    }
+
+    #[test]
+    fn the_log_holds_four_of_the_largest_deliveries() {
+        assert_eq!(log_size(1024 * 1024), MIN_SIZE);
+        assert_eq!(log_size(100 * 1024 * 1024), 4 * 101 * 1024 * 1024);
+    }
+}
