@@ -40,15 +40,26 @@ use crate::{
     storage::{Store, Writer},
 };
 
-/// What every handler shares.
+/// What every handler shares. axum clones it for every request, so it is one `Arc`.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+/// The contents of [`AppState`].
+pub struct Shared {
     pub store: Store,
     pub writer: Writer,
-    pub sources: Arc<Sources>,
-    pub auth: Arc<Auth>,
+    pub sources: Sources,
+    pub auth: Auth,
     pub max_body: usize,
     pub leptos_options: LeptosOptions,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -126,14 +137,14 @@ impl Application {
             .site_pkg_dir("pkg")
             .site_addr(address)
             .build();
-        let state = AppState {
+        let state = AppState(Arc::new(Shared {
             store: opened.store,
             writer,
-            sources: Arc::new(sources),
-            auth: Arc::new(Auth::new(token)),
+            sources,
+            auth: Auth::new(token),
             max_body: args.max_body.0,
             leptos_options,
-        };
+        }));
         Ok(Self {
             listener,
             state,
