@@ -19,7 +19,7 @@
 //! then the deliveries, encoded field by field. A batch whose header or payload does not check
 //! out (torn by a crash, or left from an earlier lap) is skipped; it was never acknowledged, or
 //! it is already in SQLite. The log's id is random per database, so the log of another
-//! database is never replayed into this one.
+//! database is never recovered into this one.
 
 use std::{
     fs::{File, OpenOptions},

@@ -31,7 +31,7 @@ pub struct Store {
 }
 
 /// An opened database: the read side, and what the writer needs: its own connection and the
-/// delivery log, with whatever an earlier run left in the log already replayed.
+/// delivery log, with whatever an earlier run left in the log already recovered.
 pub struct Opened {
     pub store: Store,
     pub writer_connection: SqliteConnection,
@@ -43,7 +43,7 @@ pub struct Opened {
 const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
 
 /// Opens (creating if missing) the database at `url`, brings its schema up to date, and
-/// replays into it what its delivery log holds beyond what it has. `max_body` sizes the log.
+/// recovers into it what its delivery log holds beyond what it has. `max_body` sizes the log.
 pub async fn open(url: &str, max_body: usize) -> anyhow::Result<Opened> {
     let options = SqliteConnectOptions::from_str(url)
         .with_context(|| {
@@ -51,7 +51,8 @@ pub async fn open(url: &str, max_body: usize) -> anyhow::Result<Opened> {
         })?
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
-        // FULL: a commit is on disk (the WAL is fsynced) before any sender is acknowledged.
+        // FULL for the pool (migrations): a commit is on disk when it returns. The writer's
+        // connection, below, commits with NORMAL behind the delivery log.
         .synchronous(SqliteSynchronous::Full)
         .pragma("journal_size_limit", WAL_SIZE_LIMIT.to_string())
         .busy_timeout(Duration::from_secs(10));
@@ -89,7 +90,7 @@ pub async fn open(url: &str, max_body: usize) -> anyhow::Result<Opened> {
         .connect()
         .await
         .context("opening the writer's database connection")?;
-    let log = replay_log(&mut writer_connection, &log_path, max_body)
+    let log = recover_log(&mut writer_connection, &log_path, max_body)
         .await
         .with_context(|| format!("recovering the delivery log {}", log_path.display()))?;
     Ok(Opened {
@@ -108,7 +109,7 @@ fn log_path(database: &Path) -> PathBuf {
 
 /// Appends to the inbox whatever the log holds past what the database recorded as applied,
 /// makes it durable, and opens the log for appending.
-async fn replay_log(
+async fn recover_log(
     connection: &mut SqliteConnection,
     path: &Path,
     max_body: usize,
@@ -133,7 +134,7 @@ async fn replay_log(
         inbox::make_durable(connection, recovered.last_seq).await?;
         tracing::info!(
             deliveries = count,
-            "replayed the deliveries an earlier run acknowledged but had not yet stored in the database"
+            "recovered the deliveries an earlier run acknowledged but had not yet stored in the database"
         );
     }
     let path = path.to_owned();
@@ -216,7 +217,7 @@ mod tests {
     };
 
     #[tokio::test]
-    async fn what_the_log_acknowledged_and_the_database_never_got_is_replayed_once() {
+    async fn what_the_log_acknowledged_and_the_database_never_got_is_recovered_once() {
         let dir = tempfile::tempdir().unwrap();
         let mut opened = open(&dir).await;
         // The log thread made 700 deliveries durable and acknowledged them; then the process
@@ -239,7 +240,7 @@ mod tests {
         assert_eq!(ids, sent, "in the order they were acknowledged");
         assert_eq!(inbox::log_state(conn).await.unwrap().1, 700);
 
-        // New deliveries continue the sequence; a second start replays nothing again.
+        // New deliveries continue the sequence; a second start recovers nothing again.
         reopened.log.append(&[delivery(700)], &gate).unwrap();
         drop(reopened);
         let mut again = open(&dir).await;

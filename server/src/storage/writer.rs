@@ -295,7 +295,7 @@ async fn apply_until_stopped(
         .await
         else {
             tracing::warn!(
-                "stopping with deliveries not yet applied; the next start replays them from the log"
+                "stopping with deliveries not yet applied; the next start recovers them from the log"
             );
             return;
         };
