@@ -17,9 +17,16 @@
 //! On disk, each batch starts on a 4 KiB boundary: a header (magic, the log's id, the first
 //! sequence number, the count, the payload's length and CRC-32, and the header's own CRC-32),
 //! then the deliveries, encoded field by field. A batch whose header or payload does not check
-//! out (torn by a crash, or left from an earlier lap) is skipped; it was never acknowledged, or
-//! it is already in SQLite. The log's id is random per database, so the log of another
-//! database is never recovered into this one.
+//! out (torn by a crash) is skipped: it was never acknowledged. So is every delivery at or
+//! below the sequence number SQLite recorded as applied (batches left from an earlier lap or
+//! an earlier run): it is in SQLite already. The log's id is random per database, so the log
+//! of another database is never recovered into this one.
+//!
+//! A failed write or sync makes the log refuse every later append (its senders get errors
+//! and retry) until a restart recovers it: after a failed `fdatasync`, what the kernel holds
+//! for the file can no longer be trusted. Batches of a failed append that did reach the disk
+//! may be recovered although their senders were told to retry: a duplicate delivery, never a
+//! lost one.
 
 use std::{
     fs::{File, OpenOptions},
@@ -69,6 +76,8 @@ pub struct DeliveryLog {
     head: u64,
     /// The largest batch written at once; a bigger one is cut.
     max_batch_bytes: usize,
+    /// Why an earlier write or sync failed; the log takes nothing more once it has.
+    failed: Option<String>,
     room_timeout: Duration,
     buffer: Vec<u8>,
 }
@@ -164,6 +173,7 @@ impl DeliveryLog {
             next_seq: last_seq + 1,
             head: 0,
             max_batch_bytes: (size / 4) as usize,
+            failed: None,
             room_timeout: ROOM_TIMEOUT,
             buffer: Vec::new(),
         })
@@ -174,19 +184,31 @@ impl DeliveryLog {
         self.size
     }
 
+    /// The sequence number of the last delivery appended (or recovered).
+    pub fn last_seq(&self) -> i64 {
+        self.next_seq - 1
+    }
+
     /// Writes `deliveries` and syncs them to disk; once this returns they survive a crash.
     /// Waits at `gate` while SQLite has not yet made durable what this would overwrite.
     pub fn append(&mut self, deliveries: &[NewDelivery], gate: &Gate) -> io::Result<Appended> {
+        if let Some(why) = &self.failed {
+            return Err(io::Error::other(format!(
+                "the delivery log failed earlier ({why}); restart Hookscope to recover it"
+            )));
+        }
         let mut rest = deliveries;
         while !rest.is_empty() {
             let taken = self.encode_batch(rest);
             rest = &rest[taken..];
             let first_seq = self.next_seq;
-            // A failed write leaves its sequence numbers and its space unused.
+            // Sequence numbers are never reused, even after a failure.
             self.next_seq += taken as i64;
             self.write_batch(first_seq, taken as u32, gate)?;
         }
-        self.file.sync_data()?;
+        self.file
+            .sync_data()
+            .inspect_err(|e| self.failed = Some(e.to_string()))?;
         Ok(Appended {
             last_seq: self.next_seq - 1,
             end: self.head,
@@ -231,7 +253,8 @@ impl DeliveryLog {
             self.room_timeout,
         )?;
         self.file
-            .write_all_at(&self.buffer, self.head % self.size)?;
+            .write_all_at(&self.buffer, self.head % self.size)
+            .inspect_err(|e| self.failed = Some(e.to_string()))?;
         self.head += len;
         Ok(())
     }
@@ -516,6 +539,14 @@ mod tests {
         recovered.deliveries.iter().map(|(seq, _)| *seq).collect()
     }
 
+    /// A new log of `size` bytes in a temporary directory (kept while the first value lives).
+    fn new_log(size: u64) -> (tempfile::TempDir, std::path::PathBuf, Gate, DeliveryLog) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db-log");
+        let log = DeliveryLog::open(&path, size, ID, 0).unwrap();
+        (dir, path, Gate::default(), log)
+    }
+
     /// A delivery whose batch takes three blocks of the log.
     fn large(n: usize) -> NewDelivery {
         let mut d = delivery(n);
@@ -525,10 +556,7 @@ mod tests {
 
     #[test]
     fn what_was_appended_comes_back_after_the_last_applied_delivery() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t.db-log");
-        let gate = Gate::default();
-        let mut log = DeliveryLog::open(&path, 1 << 20, ID, 0).unwrap();
+        let (_dir, path, gate, mut log) = new_log(1 << 20);
         let mut first: Vec<NewDelivery> = (0..3).map(delivery).collect();
         first[1].query = Some("a=1".into());
         first[1].remote_addr = Some("127.0.0.1:4000".into());
@@ -565,10 +593,7 @@ mod tests {
 
     #[test]
     fn a_torn_batch_and_another_databases_log_are_skipped() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t.db-log");
-        let gate = Gate::default();
-        let mut log = DeliveryLog::open(&path, 1 << 20, ID, 0).unwrap();
+        let (dir, path, gate, mut log) = new_log(1 << 20);
         log.append(&[delivery(0), delivery(1)], &gate).unwrap();
         log.append(&[delivery(2), delivery(3)], &gate).unwrap();
         log.append(&[delivery(4)], &gate).unwrap();
@@ -588,11 +613,8 @@ mod tests {
 
     #[test]
     fn the_ring_overwrites_only_what_the_database_has_made_durable() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t.db-log");
-        let gate = Gate::default();
         // 16 blocks: five batches of three blocks fit, the sixth starts the next lap.
-        let mut log = DeliveryLog::open(&path, 16 * BLOCK, ID, 0).unwrap();
+        let (_dir, path, gate, mut log) = new_log(16 * BLOCK);
         log.room_timeout = Duration::from_millis(50);
         let ends: Vec<u64> = (0..5)
             .map(|n| log.append(&[large(n)], &gate).unwrap().end)
@@ -618,6 +640,22 @@ mod tests {
         gate.close();
         let closed = log.append(&[large(7)], &gate).unwrap_err();
         assert!(closed.to_string().contains("stopped"), "{closed}");
+    }
+
+    #[test]
+    fn after_a_failed_write_the_log_takes_nothing_more() {
+        let (_dir, path, gate, mut log) = new_log(1 << 20);
+        log.append(&[delivery(0)], &gate).unwrap();
+        // The disk refuses the next write (here: the file is open read-only).
+        log.file = File::open(&path).unwrap();
+        assert!(log.append(&[delivery(1)], &gate).is_err());
+        log.file = OpenOptions::new().write(true).open(&path).unwrap();
+        let refused = log.append(&[delivery(2)], &gate).unwrap_err();
+        assert!(
+            refused.to_string().contains("restart Hookscope"),
+            "{refused}"
+        );
+        assert_eq!(seqs(&recover(&path, &ID, 0).unwrap()), [1]);
     }
 
     #[test]

@@ -131,12 +131,15 @@ async fn recover_log(
             let last_seq = seqs.last().copied().unwrap_or(applied);
             inbox::append_and_commit(connection, &chunk, last_seq).await?;
         }
-        inbox::make_durable(connection, recovered.last_seq).await?;
         tracing::info!(
             deliveries = count,
             "recovered the deliveries an earlier run acknowledged but had not yet stored in the database"
         );
     }
+    // Appends start over at the beginning of the ring, so what the database has must be on
+    // disk first, even when nothing was recovered: an earlier run may have committed its last
+    // appends with synchronous=NORMAL only and then been killed.
+    inbox::make_durable(connection, recovered.last_seq).await?;
     let path = path.to_owned();
     let size = delivery_log::log_size(max_body);
     let log =

@@ -47,8 +47,10 @@ const READ_INDEX_LIMIT: u64 = 2048;
 const IDLE: Duration = Duration::from_millis(5);
 /// Inbox rows moved per transaction while idle (small, so new deliveries wait little).
 const IDLE_CHUNK: u64 = 256;
-/// How long the apply task waits before trying a failed append again.
+/// How long the apply task waits before trying a failed append or sync again.
 const RETRY: Duration = Duration::from_secs(1);
+/// How long a reader waits for the writer before it gets an error instead.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A delivery as ingestion captured it, ready to store.
 #[derive(Debug)]
@@ -88,6 +90,8 @@ pub enum WriteError {
     Database(String),
     #[error("the delivery log could not be written: {0}")]
     Log(String),
+    #[error("the database did not take the deliveries waiting for it within {} s", FLUSH_TIMEOUT.as_secs())]
+    Slow,
     #[error("the writer has stopped")]
     Stopped,
 }
@@ -136,6 +140,11 @@ impl Writer {
         let (logged, to_apply) = mpsc::unbounded_channel();
         let gate = Arc::new(Gate::default());
         let barrier_every = log.size() / 4;
+        let applied = Applied {
+            seq: log.last_seq(),
+            end: 0,
+            durable_end: 0,
+        };
         let log_gate = Arc::clone(&gate);
         std::thread::Builder::new()
             .name("delivery-log".into())
@@ -144,6 +153,7 @@ impl Writer {
             connection,
             to_apply,
             gate,
+            applied,
             barrier_every,
         ));
         Ok((Self { jobs }, task))
@@ -157,9 +167,12 @@ impl Writer {
 
     /// Moves what was acknowledged so far into the tables readers query, and returns how many
     /// deliveries are still waiting (none, unless a burst left more than a read moves).
+    /// Gives up after `FLUSH_TIMEOUT` (a database refusing writes, a full disk) with an error.
     pub async fn flush(&self) -> Result<u64, WriteError> {
         let (done, flushed) = oneshot::channel();
-        self.send(Job::Flush(done), flushed).await
+        tokio::time::timeout(FLUSH_TIMEOUT, self.send(Job::Flush(done), flushed))
+            .await
+            .map_err(|_| WriteError::Slow)?
     }
 
     async fn send<T>(
@@ -221,13 +234,19 @@ fn log_until_stopped(
     }
 }
 
-/// Where the apply task is: the last delivery applied to SQLite, and how much of the log
-/// SQLite has made durable.
-#[derive(Default)]
+/// Where the apply task is: the last delivery applied to SQLite (from the log's start: what
+/// the database had), and how much of the log SQLite has made durable.
 struct Applied {
     seq: i64,
     end: u64,
     durable_end: u64,
+}
+
+impl Applied {
+    /// A quarter ring or more is applied and not yet durable: time for a FULL commit.
+    fn sync_due(&self, every: u64) -> bool {
+        self.end - self.durable_end >= every
+    }
 }
 
 /// Closes the gate when the apply task ends, however it ends, so the log never waits for it.
@@ -244,6 +263,7 @@ async fn apply_until_stopped(
     mut connection: SqliteConnection,
     mut to_apply: mpsc::UnboundedReceiver<Logged>,
     gate: Arc<Gate>,
+    mut applied: Applied,
     barrier_every: u64,
 ) {
     let _close = CloseOnDrop(Arc::clone(&gate));
@@ -251,19 +271,32 @@ async fn apply_until_stopped(
         tracing::error!(error = %e, "could not read the inbox backlog");
         0
     });
-    let mut applied = Applied::default();
     let mut batch = Vec::new();
     loop {
-        let received = if backlog > 0 {
-            match tokio::time::timeout(IDLE, to_apply.recv_many(&mut batch, MAX_BATCH)).await {
+        // A FULL commit that failed is tried again on a timer: the log may be waiting at the
+        // gate for it, and then nothing else would come to trigger a turn.
+        let sync_due = applied.sync_due(barrier_every);
+        let quiet = if sync_due {
+            Some(RETRY)
+        } else if backlog > 0 {
+            Some(IDLE)
+        } else {
+            None
+        };
+        let next = to_apply.recv_many(&mut batch, MAX_BATCH);
+        let received = match quiet {
+            None => next.await,
+            Some(quiet) => match tokio::time::timeout(quiet, next).await {
                 Ok(received) => received,
+                Err(_quiet) if sync_due => {
+                    make_durable(&mut connection, &mut applied, &gate).await;
+                    continue;
+                }
                 Err(_quiet) => {
                     backlog = index_while_idle(&mut connection, &to_apply, backlog).await;
                     continue;
                 }
-            }
-        } else {
-            to_apply.recv_many(&mut batch, MAX_BATCH).await
+            },
         };
         if received == 0 {
             break; // the log thread is gone and everything it passed on is applied
@@ -307,7 +340,7 @@ async fn apply_until_stopped(
             applied.seq = logged.last_seq;
             applied.end = logged.end;
         }
-        if applied.end - applied.durable_end >= barrier_every {
+        if applied.sync_due(barrier_every) {
             make_durable(&mut connection, &mut applied, &gate).await;
         }
     }
@@ -326,8 +359,8 @@ async fn apply_until_stopped(
 }
 
 /// Applies `deliveries` (see [`write_batch`]), trying again while the database refuses:
-/// they are acknowledged, and the log keeps them only until the ring comes round. Readers
-/// are told of a failure at once. Returns how many inbox rows moved into the tables, or
+/// they are acknowledged, and the gate keeps the log from overwriting them meanwhile (so
+/// ingestion fails with timeouts once the ring is full). Readers are told of a failure at once. Returns how many inbox rows moved into the tables, or
 /// `None` when the server stops before the database takes them (the next start does).
 async fn apply(
     connection: &mut SqliteConnection,
@@ -359,7 +392,7 @@ async fn apply(
 }
 
 /// Commits once with `synchronous=FULL`, making everything applied so far durable in SQLite,
-/// and lets the log overwrite it. On failure the gate stays put, and the next turn tries again.
+/// and lets the log overwrite it. On failure the gate stays put, and the apply loop tries again.
 async fn make_durable(connection: &mut SqliteConnection, applied: &mut Applied, gate: &Gate) {
     match inbox::make_durable(connection, applied.seq).await {
         Ok(()) => {
@@ -370,9 +403,9 @@ async fn make_durable(connection: &mut SqliteConnection, applied: &mut Applied, 
     }
 }
 
-/// Appends a batch and records `last_seq` as applied, and when `index_now` also moves the
-/// oldest inbox rows (up to [`READ_INDEX_LIMIT`]) into the tables, in one transaction; returns
-/// how many rows moved.
+/// Appends a batch (if any) and records `last_seq` as applied, and when `index_now` also moves
+/// the oldest inbox rows (up to [`READ_INDEX_LIMIT`]) into the tables, in one transaction;
+/// returns how many rows moved.
 #[tracing::instrument(skip_all, fields(deliveries = deliveries.len(), index_now))]
 async fn write_batch(
     connection: &mut SqliteConnection,
@@ -385,7 +418,9 @@ async fn write_batch(
         return Ok(0);
     }
     let mut tx = connection.begin().await?;
-    inbox::append(&mut tx, deliveries, last_seq).await?;
+    if !deliveries.is_empty() {
+        inbox::append(&mut tx, deliveries, last_seq).await?;
+    }
     let moved = inbox::index(&mut tx, READ_INDEX_LIMIT).await?;
     tx.commit().await?;
     Ok(moved)
@@ -427,6 +462,40 @@ mod tests {
         let sql = format!("SELECT COUNT(*) FROM {table}");
         let n: i64 = sqlx::query_scalar(&sql).fetch_one(conn).await.unwrap();
         n as u64
+    }
+
+    /// Stores `n` deliveries through a writer on the database in `dir`, then stops it.
+    async fn store_and_stop(
+        dir: &tempfile::TempDir,
+        deliveries: impl Iterator<Item = NewDelivery>,
+    ) {
+        let opened = open(dir).await;
+        let (writer, task) = Writer::spawn(opened.writer_connection, opened.log).unwrap();
+        for d in deliveries {
+            writer.store(d).await.unwrap();
+        }
+        drop(writer);
+        task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_read_right_after_a_start_keeps_what_the_database_had_applied() {
+        let dir = tempfile::tempdir().unwrap();
+        store_and_stop(&dir, (0..3).map(delivery)).await;
+
+        // The next run is only read from before it stops.
+        let opened = open(&dir).await;
+        let (writer, task) = Writer::spawn(opened.writer_connection, opened.log).unwrap();
+        assert_eq!(writer.flush().await.unwrap(), 0);
+        drop(writer);
+        task.await.unwrap();
+
+        // So the run after recovers nothing: the three are stored once.
+        let mut conn = writer_connection(&dir).await;
+        assert_eq!(inbox::log_state(&mut conn).await.unwrap().1, 3);
+        let stored =
+            count(&mut conn, "deliveries").await + inbox::backlog(&mut conn).await.unwrap();
+        assert_eq!(stored, 3);
     }
 
     #[tokio::test]
