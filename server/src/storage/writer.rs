@@ -316,11 +316,14 @@ async fn apply_until_stopped(
             || (appended <= INLINE_BATCH_LIMIT
                 && to_apply.is_empty()
                 && backlog + appended <= INLINE_INDEX_LIMIT);
-        let last_seq = logged.map_or(applied.seq, |l| l.last_seq);
+        if let Some(logged) = logged {
+            applied.seq = logged.last_seq;
+            applied.end = logged.end;
+        }
         let Some(moved) = apply(
             &mut connection,
             &deliveries,
-            last_seq,
+            applied.seq,
             index_now,
             &mut readers,
             &to_apply,
@@ -335,10 +338,6 @@ async fn apply_until_stopped(
         backlog = (backlog + appended).saturating_sub(moved);
         for reader in readers {
             let _ = reader.send(Ok(backlog));
-        }
-        if let Some(logged) = logged {
-            applied.seq = logged.last_seq;
-            applied.end = logged.end;
         }
         if applied.sync_due(barrier_every) {
             make_durable(&mut connection, &mut applied, &gate).await;
@@ -360,8 +359,9 @@ async fn apply_until_stopped(
 
 /// Applies `deliveries` (see [`write_batch`]), trying again while the database refuses:
 /// they are acknowledged, and the gate keeps the log from overwriting them meanwhile (so
-/// ingestion fails with timeouts once the ring is full). Readers are told of a failure at once. Returns how many inbox rows moved into the tables, or
-/// `None` when the server stops before the database takes them (the next start does).
+/// ingestion fails with timeouts once the ring is full). Readers are told of a failure at
+/// once. Returns how many inbox rows moved into the tables, or `None` when the server stops
+/// before the database takes them (the next start does).
 async fn apply(
     connection: &mut SqliteConnection,
     deliveries: &[NewDelivery],
