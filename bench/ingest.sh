@@ -212,6 +212,27 @@ snapshot() {
   event_count >"$WORK/hookscope.events$2"
 }
 
+# catch_up: after the load, how long and how much of the server's CPU it takes to move the
+# inbox (acknowledged deliveries not yet indexed) into the tables readers query, bounded to
+# 300 s. Writes "BACKLOG SECONDS CPU_SECONDS" to hookscope.catchup.
+catch_up() {
+  local backlog ticks0 ticks1 start now left=1 hz
+  hz=$(getconf CLK_TCK)
+  backlog=$(sqlite3 -cmd '.timeout 5000' "$WORK/bench.db" 'SELECT COUNT(*) FROM inbox')
+  ticks0=$(awk '{print $14 + $15}' "/proc/$SERVER_PID/stat")
+  start=$(date +%s.%N)
+  for _ in $(seq 1 1200); do
+    left=$(sqlite3 -cmd '.timeout 5000' "$WORK/bench.db" 'SELECT COUNT(*) FROM inbox')
+    [[ $left == 0 ]] && break
+    sleep 0.25
+  done
+  now=$(date +%s.%N)
+  ticks1=$(awk '{print $14 + $15}' "/proc/$SERVER_PID/stat")
+  [[ $left == 0 ]] || echo "warning: $left deliveries were still not indexed after 300 s" | tee -a "$WORK/warnings" >&2
+  echo "$backlog $(python3 -c "print(round($now - $start, 2), round(($ticks1 - $ticks0) / $hz, 2))")" \
+    >"$WORK/hookscope.catchup"
+}
+
 # bench_target NAME URL: warm-up, wrk run, oha run (server already started and ready).
 bench_target() {
   local name=$1 url=$2
@@ -262,6 +283,8 @@ if wants hookscope; then
     --listen "127.0.0.1:$port" --database-url "sqlite://$WORK/bench.db" --token bench-token-1234
   wait_ready hookscope curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/healthz"
   bench_target hookscope "http://127.0.0.1:$port/hooks/keldair"
+  log "hookscope: indexing what the load left in the inbox"
+  catch_up
   stop_server hookscope
   # After a graceful stop, everything acknowledged must still be there.
   sqlite3 -cmd '.timeout 5000' "$WORK/bench.db" "$COUNT_SQL" >"$WORK/hookscope.count3"

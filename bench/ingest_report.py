@@ -6,7 +6,8 @@ Usage: ingest_report.py WORK_DIR CONNECTIONS DURATION_S
 Reads, for each server that ran (bare, hookscope): NAME.wrk.txt (the WRKRESULT line of
 ingest.lua), NAME.oha.json (oha --output-format json), NAME.mem (VmHWM/VmRSS lines) and, for
 hookscope, the delivery counts taken after the warm-up (count0), the wrk run (count1), the oha
-run (count2) and the graceful stop (count3), and the event counts (events0..2) when known.
+run (count2) and the graceful stop (count3), the event counts (events0..2) when known, and
+hookscope.catchup (inbox backlog after the load, seconds and CPU seconds to index it).
 Exit status: 0 all good; 1 stored deliveries do not match the 2xx answers; 3 a target missed.
 """
 import json
@@ -132,6 +133,13 @@ def main():
             fresh = e[1] - e[0] == counts[1] - counts[0] and e[0] == counts[0]
             print(f"new events: warm-up {e[0]:,}, wrk run {e[1] - e[0]:,}, oha run {e[2] - e[1]:,} "
                   f"(wrk: {'one new event per delivery' if fresh else 'SOME IDS REPEATED'})")
+        if os.path.exists(p("hookscope.catchup")):
+            backlog, secs, cpu = read(p("hookscope.catchup")).split()
+            backlog, secs, cpu = int(backlog), float(secs), float(cpu)
+            per = f", {cpu / backlog * 1e6:.0f} µs of CPU per delivery" if backlog else ""
+            print(f"indexed after the load: {backlog:,} deliveries were acknowledged but not yet "
+                  f"in the tables readers query; moving them took {secs:.1f} s and {cpu:.1f} s "
+                  f"of the server's CPU{per}")
         kept = counts[3] >= counts[2]
         print(f"stored after graceful stop: {counts[3]:,} (before stop {counts[2]:,}): "
               f"{'OK' if kept else 'LOST DELIVERIES'}")

@@ -42,6 +42,9 @@ pub struct Opened {
 /// file the next time the log starts over.
 const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
 
+/// The writer connection's page cache: 16 MiB (a negative `cache_size` counts KiB).
+const WRITER_CACHE_KIB: i64 = -16 * 1024;
+
 /// Opens (creating if missing) the database at `url`, brings its schema up to date, and
 /// recovers into it what its delivery log holds beyond what it has. `max_body` sizes the log.
 pub async fn open(url: &str, max_body: usize) -> anyhow::Result<Opened> {
@@ -86,6 +89,10 @@ pub async fn open(url: &str, max_body: usize) -> anyhow::Result<Opened> {
         // checkpoint, every 1,000 pages), so the WAL starts over and is overwritten rather than
         // grown. That stalls only the applying side: acknowledgements wait on the log alone.
         .pragma("wal_autocheckpoint", "1000")
+        // Moving the inbox into the tables reads a random page of the dedupe index per event;
+        // with SQLite's default 2 MiB cache most of those were reads from the OS (31 KB read
+        // per delivery moved), with 16 MiB about a quarter of that.
+        .pragma("cache_size", WRITER_CACHE_KIB.to_string())
         .statement_cache_capacity(inbox::STATEMENT_CACHE_CAPACITY)
         .connect()
         .await
