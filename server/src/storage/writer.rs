@@ -57,12 +57,14 @@ const IDLE: Duration = if cfg!(test) {
 };
 /// Inbox rows moved per transaction while idle. Larger chunks share more of the dedupe index's
 /// random pages between deliveries: measured here after a burst, moving a delivery cost 60 to
-/// 75 µs of CPU and 28 KB written in chunks of 256, 31 to 35 µs and 13 KB in chunks of 2,048.
-/// A chunk takes about 70 ms; only readers wait for it (senders wait on the log alone).
-const IDLE_CHUNK: u64 = 2048;
+/// 75 µs of CPU and 28 KB written in chunks of 256, 44 to 48 µs and 18 KB in chunks of 1,024,
+/// 31 to 37 µs and 13 KB in chunks of 2,048, but that took the peak resident size to 80 to
+/// 99 MiB (the target is under 100). A chunk takes about 50 ms; only readers wait for it
+/// (senders wait on the log alone).
+const IDLE_CHUNK: u64 = 1024;
 /// The longest the inbox goes without a chunk moved while deliveries keep coming (a steady
 /// load never leaves the queue quiet for `IDLE`): at least `IDLE_CHUNK` a second get indexed,
-/// at about 7% of one core.
+/// at about 5% of one core.
 const CATCH_UP_EVERY: Duration = Duration::from_secs(1);
 /// How long the apply task waits before trying a failed append or sync again.
 const RETRY: Duration = Duration::from_secs(1);
