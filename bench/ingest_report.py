@@ -2,6 +2,7 @@
 """Print the table of bench/ingest.sh from the files it left in its temp dir.
 
 Usage: ingest_report.py WORK_DIR CONNECTIONS DURATION_S
+       ingest_report.py --rounds REPORT...   (the median of several rounds' printed reports)
 
 Reads, for each server that ran (bare, hookscope): NAME.wrk.txt (the WRKRESULT line of
 ingest.lua), NAME.oha.json (oha --output-format json), NAME.mem (VmHWM/VmRSS lines) and, for
@@ -13,6 +14,7 @@ Exit status: 0 all good; 1 stored deliveries do not match the 2xx answers; 3 a t
 import json
 import os
 import sys
+from statistics import median
 
 RATIO_TARGET = 0.50
 P99_TARGET_MS = 10.0
@@ -164,5 +166,37 @@ def main():
     return status
 
 
+def rounds(reports):
+    """The median of several rounds' ratios and p99s, from the reports main() printed."""
+    ratios = {"wrk": [], "oha": []}
+    p99s = []
+    for path in reports:
+        for line in read(path).splitlines():
+            for t in ratios:
+                prefix = f"hookscope/bare requests/s ({t}): "
+                if line.startswith(prefix):
+                    ratios[t].append(float(line[len(prefix):]))
+            prefix = "target: hookscope p99 < "
+            if line.startswith(prefix):
+                p99s.append(float(line.rsplit(": ", 1)[1].split()[0]))
+    if not ratios["wrk"]:
+        print("no round has both servers' figures")
+        return 1
+    for t, xs in ratios.items():
+        print(f"hookscope/bare requests/s ({t}) by round: "
+              f"{', '.join(f'{x:.2f}' for x in xs)}; median {median(xs):.2f}")
+    print(f"hookscope p99 (worse of wrk and oha) by round: "
+          f"{', '.join(f'{x:.2f}' for x in p99s)} ms; median {median(p99s):.2f} ms")
+    ok_ratio = median(ratios["wrk"]) >= RATIO_TARGET
+    ok_p99 = median(p99s) < P99_TARGET_MS
+    print(f"target: hookscope >= {RATIO_TARGET:.0%} of bare requests/s (wrk, median): "
+          f"{median(ratios['wrk']):.0%} {'MET' if ok_ratio else 'MISSED'}")
+    print(f"target: hookscope p99 < {P99_TARGET_MS:g} ms (median): "
+          f"{median(p99s):.2f} ms {'MET' if ok_p99 else 'MISSED'}")
+    return 0 if ok_ratio and ok_p99 else 3
+
+
 if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--rounds":
+        sys.exit(rounds(sys.argv[2:]))
     sys.exit(main())
