@@ -364,13 +364,9 @@ async fn apply_until_stopped(
             caught_up_at = Instant::now();
         } else if caught_up_at.elapsed() >= CATCH_UP_EVERY {
             // A steady load may never leave the queue quiet for IDLE: move a chunk anyway.
-            backlog = match index_chunk(&mut connection, IDLE_CHUNK).await {
-                Ok(moved) => backlog.saturating_sub(moved),
-                Err(e) => {
-                    tracing::error!(error = %e, "the inbox could not be moved into the tables");
-                    backlog
-                }
-            };
+            backlog = move_chunk(&mut connection, backlog)
+                .await
+                .unwrap_or(backlog);
             caught_up_at = Instant::now();
         }
         if applied.sync_due(barrier_every) {
@@ -468,21 +464,32 @@ async fn index_while_idle(
     mut backlog: u64,
 ) -> u64 {
     while backlog > 0 && to_apply.is_empty() && !to_apply.is_closed() {
-        match index_chunk(connection, IDLE_CHUNK).await {
-            Ok(0) => return 0,
-            Ok(moved) => backlog = backlog.saturating_sub(moved),
-            Err(e) => {
-                tracing::error!(error = %e, "the inbox could not be moved into the tables");
-                break;
-            }
+        match move_chunk(connection, backlog).await {
+            Some(left) => backlog = left,
+            None => break,
         }
     }
     backlog
 }
 
-async fn index_chunk(connection: &mut SqliteConnection, limit: u64) -> sqlx::Result<u64> {
+/// Moves up to [`IDLE_CHUNK`] inbox rows into the tables in a transaction of its own and
+/// returns how many of `backlog` are left; `None` when the database refused (logged; the rows
+/// stay in the inbox for a later try).
+async fn move_chunk(connection: &mut SqliteConnection, backlog: u64) -> Option<u64> {
+    match index_chunk(connection).await {
+        // None moved: the inbox is empty, whatever the count said.
+        Ok(0) => Some(0),
+        Ok(moved) => Some(backlog.saturating_sub(moved)),
+        Err(e) => {
+            tracing::error!(error = %e, "the inbox could not be moved into the tables");
+            None
+        }
+    }
+}
+
+async fn index_chunk(connection: &mut SqliteConnection) -> sqlx::Result<u64> {
     let mut tx = connection.begin().await?;
-    let moved = inbox::index(&mut tx, limit).await?;
+    let moved = inbox::index(&mut tx, IDLE_CHUNK).await?;
     tx.commit().await?;
     Ok(moved)
 }
@@ -490,7 +497,10 @@ async fn index_chunk(connection: &mut SqliteConnection, limit: u64) -> sqlx::Res
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::testing::{delivery, open, writer_connection};
+    use crate::storage::{
+        Store,
+        testing::{delivery, open, writer_connection},
+    };
 
     async fn count(conn: &mut SqliteConnection, table: &str) -> u64 {
         let sql = format!("SELECT COUNT(*) FROM {table}");
@@ -532,17 +542,26 @@ mod tests {
         assert_eq!(stored, 3);
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_steady_load_that_never_pauses_still_gets_the_backlog_moved() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut opened = open(&dir).await;
-        let backlog = IDLE_CHUNK + 500;
+    /// A writer on a database in `dir` whose inbox already holds `backlog` acknowledged
+    /// deliveries, as a long burst leaves it; the deliveries and the read side come with it.
+    async fn writer_with_backlog(
+        dir: &tempfile::TempDir,
+        backlog: u64,
+    ) -> (Writer, tokio::task::JoinHandle<()>, Store, Vec<NewDelivery>) {
+        let mut opened = open(dir).await;
         let deliveries: Vec<NewDelivery> = (0..backlog as usize).map(delivery).collect();
         inbox::append_and_commit(&mut opened.writer_connection, &deliveries, 0)
             .await
             .unwrap();
-        let pool = opened.store.pool.clone();
         let (writer, task) = Writer::spawn(opened.writer_connection, opened.log).unwrap();
+        (writer, task, opened.store, deliveries)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_steady_load_that_never_pauses_still_gets_the_backlog_moved() {
+        let dir = tempfile::tempdir().unwrap();
+        let backlog = IDLE_CHUNK + 500;
+        let (writer, task, store, _) = writer_with_backlog(&dir, backlog).await;
 
         // Four senders that never stop (the queue is never quiet for long); nobody reads.
         let until = Instant::now() + CATCH_UP_EVERY + Duration::from_millis(500);
@@ -562,7 +581,7 @@ mod tests {
             sender.await.unwrap();
         }
         let moved: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM deliveries")
-            .fetch_one(&pool)
+            .fetch_one(&store.pool)
             .await
             .unwrap();
         assert!(
@@ -576,16 +595,9 @@ mod tests {
     #[tokio::test]
     async fn a_read_after_a_long_burst_moves_part_of_the_backlog_and_says_how_much_is_left() {
         let dir = tempfile::tempdir().unwrap();
-        let mut opened = open(&dir).await;
-        // What a long burst leaves: more acknowledged deliveries in the inbox than a read moves.
+        // More acknowledged deliveries in the inbox than a read moves.
         let burst = READ_INDEX_LIMIT + 700;
-        let deliveries: Vec<NewDelivery> = (0..burst as usize).map(delivery).collect();
-        inbox::append_and_commit(&mut opened.writer_connection, &deliveries, 0)
-            .await
-            .unwrap();
-
-        let store = opened.store.clone();
-        let (writer, task) = Writer::spawn(opened.writer_connection, opened.log).unwrap();
+        let (writer, task, store, deliveries) = writer_with_backlog(&dir, burst).await;
         let pending = writer.flush().await.unwrap();
         // The first read moves READ_INDEX_LIMIT rows.
         assert_eq!(
