@@ -8,7 +8,8 @@ Reads, for each server that ran (bare, hookscope): NAME.wrk.txt (the WRKRESULT l
 ingest.lua), NAME.oha.json (oha --output-format json), NAME.mem (VmHWM/VmRSS lines) and, for
 hookscope, the delivery counts taken after the warm-up (count0), the wrk run (count1), the oha
 run (count2) and the graceful stop (count3), the event counts (events0..2) when known, and
-hookscope.catchup (inbox backlog after the load, seconds and CPU seconds to index it).
+hookscope.catchup (inbox backlog after the load, seconds and CPU seconds to index it) and
+hookscope.indexed (events and deliveries once it is indexed).
 Exit status: 0 all good; 1 stored deliveries do not match the 2xx answers; 3 a target missed.
 """
 import json
@@ -142,6 +143,9 @@ def main():
             print(f"indexed after the load: {backlog:,} deliveries were acknowledged but not yet "
                   f"in the tables readers query; moving them took {secs:.1f} s and {cpu:.1f} s "
                   f"of the server's CPU{per}")
+        if os.path.exists(p("hookscope.indexed")):
+            events, deliveries = read(p("hookscope.indexed")).strip().split("|")
+            print(f"after indexing: {int(events):,} events for {int(deliveries):,} deliveries")
         kept = counts[3] >= counts[2]
         print(f"stored after graceful stop: {counts[3]:,} (before stop {counts[2]:,}): "
               f"{'OK' if kept else 'LOST DELIVERIES'}")

@@ -82,25 +82,81 @@ pub struct DeliveryLog {
     buffer: Vec<u8>,
 }
 
-/// What an append wrote: the last sequence number, and where in the ring it ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What an append wrote: the batches (usually one), the last sequence number, and where in
+/// the ring it ended.
+#[derive(Debug)]
 pub struct Appended {
+    pub batches: Vec<EncodedBatch>,
     pub last_seq: i64,
     pub end: u64,
 }
 
+/// Consecutive deliveries as the log encodes them: what the inbox keeps until they are
+/// indexed, so the log's encoding is done once and SQLite gets one value per batch.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct EncodedBatch {
+    pub first_seq: i64,
+    pub count: u32,
+    pub records: Vec<u8>,
+}
+
+impl EncodedBatch {
+    /// Encodes `deliveries`, numbered from `first_seq`.
+    pub fn encode(first_seq: i64, deliveries: &[NewDelivery]) -> Self {
+        let mut records = Vec::new();
+        for delivery in deliveries {
+            encode(&mut records, delivery);
+        }
+        Self {
+            first_seq,
+            count: deliveries.len() as u32,
+            records,
+        }
+    }
+
+    /// The deliveries again, oldest first; `None` when the bytes do not decode.
+    pub fn decode(&self) -> Option<Vec<NewDelivery>> {
+        decode_batch(&self.records, self.count)
+    }
+
+    pub fn last_seq(&self) -> i64 {
+        self.first_seq + i64::from(self.count) - 1
+    }
+
+    /// This batch without its deliveries at or below `applied` (`None` when that is all).
+    fn after(self, applied: i64) -> Option<Self> {
+        if self.last_seq() <= applied {
+            return None;
+        }
+        if self.first_seq > applied {
+            return Some(self);
+        }
+        // Batches are applied whole, so a batch that straddles `applied` is not expected; if
+        // one does, its older deliveries are dropped rather than indexed twice.
+        let skip = (applied - self.first_seq + 1) as usize;
+        let rest = self.decode()?.split_off(skip);
+        Some(Self::encode(applied + 1, &rest))
+    }
+}
+
 /// What start-up found in the log beyond what SQLite has applied.
 pub struct Recovered {
-    /// Every delivery newer than `applied`, oldest first, with its sequence number.
-    pub deliveries: Vec<(i64, NewDelivery)>,
+    /// Every batch with deliveries newer than `applied`, oldest first.
+    pub batches: Vec<EncodedBatch>,
     /// The highest sequence number the log holds (or `applied`); new batches continue after it.
     pub last_seq: i64,
+}
+
+impl Recovered {
+    pub fn deliveries(&self) -> usize {
+        self.batches.iter().map(|b| b.count as usize).sum()
+    }
 }
 
 /// Reads the log at `path` (none yet is fine) for the batches of log `id` past `applied`.
 pub fn recover(path: &Path, id: &LogId, applied: i64) -> io::Result<Recovered> {
     let mut recovered = Recovered {
-        deliveries: Vec::new(),
+        batches: Vec::new(),
         last_seq: applied,
     };
     let file = match File::open(path) {
@@ -126,20 +182,22 @@ pub fn recover(path: &Path, id: &LogId, applied: i64) -> io::Result<Recovered> {
         if last_seq > applied {
             let mut payload = vec![0; batch.payload_len as usize];
             file.read_exact_at(&mut payload, offset + HEADER_LEN as u64)?;
-            if crc32fast::hash(&payload) == batch.payload_crc
-                && let Some(deliveries) = decode_batch(&payload, batch.count)
+            let encoded = EncodedBatch {
+                first_seq: batch.first_seq,
+                count: batch.count,
+                records: payload,
+            };
+            if crc32fast::hash(&encoded.records) == batch.payload_crc
+                && encoded.decode().is_some()
+                && let Some(newer) = encoded.after(applied)
             {
                 recovered.last_seq = recovered.last_seq.max(last_seq);
-                recovered.deliveries.extend(
-                    (batch.first_seq..)
-                        .zip(deliveries)
-                        .filter(|(seq, _)| *seq > applied),
-                );
+                recovered.batches.push(newer);
             }
         }
         offset = end.next_multiple_of(BLOCK);
     }
-    recovered.deliveries.sort_by_key(|(seq, _)| *seq);
+    recovered.batches.sort_by_key(|b| b.first_seq);
     Ok(recovered)
 }
 
@@ -198,18 +256,26 @@ impl DeliveryLog {
             )));
         }
         let mut rest = deliveries;
+        let mut batches = Vec::with_capacity(1);
         while !rest.is_empty() {
             let taken = self.encode_batch(rest);
             rest = &rest[taken..];
             let first_seq = self.next_seq;
             // Sequence numbers are never reused, even after a failure.
             self.next_seq += taken as i64;
+            let records = self.buffer[HEADER_LEN..].to_vec();
             self.write_batch(first_seq, taken as u32, gate)?;
+            batches.push(EncodedBatch {
+                first_seq,
+                count: taken as u32,
+                records,
+            });
         }
         self.file
             .sync_data()
             .inspect_err(|e| self.failed = Some(e.to_string()))?;
         Ok(Appended {
+            batches,
             last_seq: self.next_seq - 1,
             end: self.head,
         })
@@ -536,7 +602,15 @@ mod tests {
     const ID: LogId = *b"0123456789abcdef";
 
     fn seqs(recovered: &Recovered) -> Vec<i64> {
-        recovered.deliveries.iter().map(|(seq, _)| *seq).collect()
+        recovered
+            .batches
+            .iter()
+            .flat_map(|b| b.first_seq..=b.last_seq())
+            .collect()
+    }
+
+    fn ended(appended: &Appended) -> (i64, u64) {
+        (appended.last_seq, appended.end)
     }
 
     /// A new log of `size` bytes in a temporary directory (kept while the first value lives).
@@ -566,20 +640,26 @@ mod tests {
         first[2].signature_reason = Some("mismatch".into());
         first[2].rejected = true;
         first[2].response_status = 401;
-        assert_eq!(
-            log.append(&first, &gate).unwrap(),
-            Appended {
-                last_seq: 3,
-                end: BLOCK
-            }
-        );
+        let appended = log.append(&first, &gate).unwrap();
+        assert_eq!(ended(&appended), (3, BLOCK));
         let second: Vec<NewDelivery> = (3..5).map(delivery).collect();
-        assert_eq!(log.append(&second, &gate).unwrap().last_seq, 5);
+        let appended_too = log.append(&second, &gate).unwrap();
+        assert_eq!(appended_too.last_seq, 5);
 
         let all = recover(&path, &ID, 0).unwrap();
         assert_eq!(seqs(&all), [1, 2, 3, 4, 5]);
         assert_eq!(all.last_seq, 5);
-        for ((_, got), sent) in all.deliveries.iter().zip(first.iter().chain(&second)) {
+        assert_eq!(
+            all.batches,
+            [appended.batches, appended_too.batches].concat(),
+            "what an append hands on is what recovery reads"
+        );
+        let decoded: Vec<NewDelivery> = all
+            .batches
+            .iter()
+            .flat_map(|b| b.decode().unwrap())
+            .collect();
+        for (got, sent) in decoded.iter().zip(first.iter().chain(&second)) {
             assert_eq!(
                 format!("{got:?}"),
                 format!("{sent:?}"),
@@ -588,7 +668,11 @@ mod tests {
         }
         let after_three = recover(&path, &ID, 3).unwrap();
         assert_eq!(seqs(&after_three), [4, 5]);
-        assert_eq!(recover(&path, &ID, 5).unwrap().deliveries.len(), 0);
+        // A batch that straddles the last delivery applied keeps only what is newer.
+        let after_four = recover(&path, &ID, 4).unwrap();
+        assert_eq!(seqs(&after_four), [5]);
+        assert_eq!(after_four.batches[0].decode().unwrap()[0].id, second[1].id);
+        assert_eq!(recover(&path, &ID, 5).unwrap().deliveries(), 0);
     }
 
     #[test]
@@ -605,10 +689,10 @@ mod tests {
         let recovered = recover(&path, &ID, 0).unwrap();
         assert_eq!(seqs(&recovered), [1, 2, 5]);
         let other = recover(&path, b"another database", 0).unwrap();
-        assert_eq!(other.deliveries.len(), 0);
+        assert_eq!(other.deliveries(), 0);
         assert_eq!(other.last_seq, 0);
         let missing = recover(&dir.path().join("none"), &ID, 7).unwrap();
-        assert_eq!((missing.deliveries.len(), missing.last_seq), (0, 7));
+        assert_eq!((missing.deliveries(), missing.last_seq), (0, 7));
     }
 
     #[test]
@@ -628,13 +712,7 @@ mod tests {
         // The database has made the first batch durable: the next lap may overwrite it.
         gate.advance(ends[0]);
         let appended = log.append(&[large(6)], &gate).unwrap();
-        assert_eq!(
-            appended,
-            Appended {
-                last_seq: 7,
-                end: 16 * BLOCK + 3 * BLOCK
-            }
-        );
+        assert_eq!(ended(&appended), (7, 16 * BLOCK + 3 * BLOCK));
         assert_eq!(seqs(&recover(&path, &ID, 1).unwrap()), [2, 3, 4, 5, 7]);
 
         gate.close();

@@ -21,6 +21,7 @@ use sqlx::{
 };
 
 pub use delivery_log::DeliveryLog;
+use delivery_log::EncodedBatch;
 pub use events::{EventQuery, QueryError, RawBody};
 pub use writer::{NewDelivery, WriteError, Writer};
 
@@ -41,6 +42,9 @@ pub struct Opened {
 /// The write-ahead log may keep this much disk after a burst; beyond it, SQLite truncates the
 /// file the next time the log starts over.
 const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
+
+/// Recovered log batches appended to the inbox per transaction.
+const RECOVERED_PER_COMMIT: usize = 64;
 
 /// The writer connection's page cache: 16 MiB (a negative `cache_size` counts KiB).
 const WRITER_CACHE_KIB: i64 = -16 * 1024;
@@ -93,10 +97,15 @@ pub async fn open(url: &str, max_body: usize) -> anyhow::Result<Opened> {
         // with SQLite's default 2 MiB cache most of those were reads from the OS (31 KB read
         // per delivery moved), with 16 MiB about a quarter of that.
         .pragma("cache_size", WRITER_CACHE_KIB.to_string())
+        // Deliveries being indexed are staged in a temporary table: in memory, never on disk.
+        .pragma("temp_store", "MEMORY")
         .statement_cache_capacity(inbox::STATEMENT_CACHE_CAPACITY)
         .connect()
         .await
         .context("opening the writer's database connection")?;
+    inbox::create_staging(&mut writer_connection)
+        .await
+        .context("preparing the writer's database connection")?;
     let log = recover_log(&mut writer_connection, &log_path, max_body)
         .await
         .with_context(|| format!("recovering the delivery log {}", log_path.display()))?;
@@ -129,14 +138,11 @@ async fn recover_log(
     let recovered =
         tokio::task::spawn_blocking(move || delivery_log::recover(&read_path, &id, applied))
             .await??;
-    if !recovered.deliveries.is_empty() {
-        let count = recovered.deliveries.len();
-        let mut deliveries = recovered.deliveries.into_iter().peekable();
-        while deliveries.peek().is_some() {
-            let (seqs, chunk): (Vec<i64>, Vec<NewDelivery>) =
-                deliveries.by_ref().take(writer::MAX_BATCH).unzip();
-            let last_seq = seqs.last().copied().unwrap_or(applied);
-            inbox::append_and_commit(connection, &chunk, last_seq).await?;
+    if !recovered.batches.is_empty() {
+        let count = recovered.deliveries();
+        for chunk in recovered.batches.chunks(RECOVERED_PER_COMMIT) {
+            let last_seq = chunk.last().map_or(applied, EncodedBatch::last_seq);
+            inbox::append_and_commit(connection, chunk, last_seq).await?;
         }
         tracing::info!(
             deliveries = count,
@@ -176,7 +182,7 @@ pub(crate) mod testing {
     use bytes::Bytes;
     use sqlx::SqliteConnection;
 
-    use super::NewDelivery;
+    use super::{EncodedBatch, NewDelivery};
     use crate::{envelope::ParsedBody, sources::SourceSlug};
 
     /// The `n`th delivery of a test: a KeldairHR envelope with the id `evt_n`.
@@ -206,6 +212,20 @@ pub(crate) mod testing {
         }
     }
 
+    /// `deliveries` as the log would hand them on: batches of `per_batch`, numbered from
+    /// `first_seq`.
+    pub fn batches(
+        first_seq: i64,
+        deliveries: impl Iterator<Item = NewDelivery>,
+        per_batch: usize,
+    ) -> Vec<EncodedBatch> {
+        let all: Vec<NewDelivery> = deliveries.collect();
+        all.chunks(per_batch)
+            .enumerate()
+            .map(|(i, chunk)| EncodedBatch::encode(first_seq + (i * per_batch) as i64, chunk))
+            .collect()
+    }
+
     /// A new database in `dir` (or the one already there), opened.
     pub async fn open(dir: &tempfile::TempDir) -> super::Opened {
         let url = format!("sqlite://{}", dir.path().join("t.db").display());
@@ -221,6 +241,7 @@ pub(crate) mod testing {
 #[cfg(test)]
 mod tests {
     use super::{
+        EncodedBatch,
         delivery_log::Gate,
         inbox,
         testing::{delivery, open},
@@ -242,10 +263,16 @@ mod tests {
         let mut reopened = open(&dir).await;
         let conn = &mut reopened.writer_connection;
         assert_eq!(inbox::backlog(conn).await.unwrap(), 700);
-        let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM inbox ORDER BY seq")
-            .fetch_all(&mut *conn)
-            .await
-            .unwrap();
+        let inbox: Vec<EncodedBatch> =
+            sqlx::query_as("SELECT first_seq, count, records FROM inbox ORDER BY first_seq")
+                .fetch_all(&mut *conn)
+                .await
+                .unwrap();
+        let ids: Vec<String> = inbox
+            .iter()
+            .flat_map(|batch| inbox::unpack(batch).unwrap())
+            .map(|d| d.id)
+            .collect();
         let sent: Vec<&str> = acknowledged.iter().map(|d| d.id.as_str()).collect();
         assert_eq!(ids, sent, "in the order they were acknowledged");
         assert_eq!(inbox::log_state(conn).await.unwrap().1, 700);
@@ -264,5 +291,62 @@ mod tests {
             inbox::backlog(&mut third.writer_connection).await.unwrap(),
             701
         );
+    }
+
+    #[tokio::test]
+    async fn deliveries_an_earlier_version_left_in_its_inbox_are_indexed_by_the_upgrade() {
+        use std::{borrow::Cow, str::FromStr};
+
+        use sqlx::{Connection, sqlite::SqliteConnectOptions};
+
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let options = SqliteConnectOptions::from_str(&url)
+            .unwrap()
+            .create_if_missing(true);
+        let mut old = sqlx::SqliteConnection::connect_with(&options)
+            .await
+            .unwrap();
+        // The schema before the inbox kept batches, with two deliveries of one event and one
+        // of another waiting in its inbox.
+        let mut earlier = sqlx::migrate!("../migrations/sqlite");
+        earlier.migrations = Cow::Owned(earlier.migrations[..3].to_vec());
+        earlier.run(&mut old).await.unwrap();
+        for (seq, id, event, sha) in [
+            (1, "d1", "evt_a", "x'01'"),
+            (2, "d2", "evt_b", "x'02'"),
+            (3, "d3", "evt_a", "x'03'"),
+        ] {
+            sqlx::query(&format!(
+                "INSERT INTO inbox (seq, id, source, dedupe_key, event_id, type, body_kind, method, \
+                 path, headers, received_at, size, body, body_sha256, signature, rejected, \
+                 too_large, response_status) VALUES ({seq}, '{id}', 'keldair', '{event}', \
+                 '{event}', 't', 'envelope', 'POST', '/hooks/keldair', '[]', {seq}, 2, x'7b7d', \
+                 {sha}, 'unchecked', 0, 0, 200)"
+            ))
+            .execute(&mut old)
+            .await
+            .unwrap();
+        }
+        old.close().await.unwrap();
+
+        let mut opened = open(&dir).await;
+        let conn = &mut opened.writer_connection;
+        assert_eq!(inbox::backlog(conn).await.unwrap(), 0);
+        let events: Vec<(String, i64, bool)> = sqlx::query_as(
+            "SELECT dedupe_key, delivery_count, body_differs FROM events ORDER BY key",
+        )
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap();
+        assert_eq!(
+            events,
+            [("evt_a".into(), 2, true), ("evt_b".into(), 1, false)]
+        );
+        let deliveries: Vec<String> = sqlx::query_scalar("SELECT id FROM deliveries ORDER BY seq")
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap();
+        assert_eq!(deliveries, ["d1", "d2", "d3"]);
     }
 }

@@ -4,19 +4,20 @@
 //!    [delivery log](super::delivery_log) with one write and one `fdatasync`, and only then
 //!    answers every waiting sender. Under load, batches grow by themselves, so one sync covers
 //!    many deliveries.
-//! 2. **The apply task** appends what the log passed on to the inbox table, in one SQLite
-//!    transaction per turn, with `synchronous=NORMAL`: the log has made it durable already.
+//! 2. **The apply task** appends what the log passed on to the inbox table, one row per log
+//!    batch holding the log's own encoding of its deliveries, in one SQLite transaction per
+//!    turn, with `synchronous=NORMAL`: the log has made it durable already.
 //!    Every quarter of the log's size it commits once with `synchronous=FULL` and opens the
 //!    log's [`Gate`] that far, so the ring may overwrite what SQLite now keeps for good.
 //!
-//! Moving inbox rows into `events` and `deliveries` costs far more than the append (a random
-//! page of the dedupe index per event). When nobody else is waiting and the inbox holds little,
+//! Moving the inbox into `events` and `deliveries` costs far more than the append (decoding,
+//! and a random page of the dedupe index per event). When nobody else is waiting and the inbox holds little,
 //! the apply task does it in the same transaction, so what was acknowledged is listed at once.
 //! Under load it only appends, and moves the backlog in chunks once the queue has been quiet
 //! for `IDLE`, at least one chunk every `CATCH_UP_EVERY` while deliveries keep coming, and at
 //! the next start whatever a shutdown left there.
 //! A reader's flush travels through both stages behind every delivery acknowledged before it,
-//! moves up to `READ_INDEX_LIMIT` rows, and is told how many remain.
+//! moves about `READ_INDEX_LIMIT` deliveries, and is told how many remain.
 
 use std::{
     sync::Arc,
@@ -29,7 +30,7 @@ use sqlx::{Connection, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    delivery_log::{Appended, DeliveryLog, Gate},
+    delivery_log::{Appended, DeliveryLog, EncodedBatch, Gate},
     inbox,
 };
 use crate::{envelope::ParsedBody, sources::SourceSlug};
@@ -43,7 +44,7 @@ const INLINE_INDEX_LIMIT: u64 = 512;
 /// The largest append that is moved into the tables at once: a bigger one means senders are
 /// queueing, and then the append alone goes first.
 const INLINE_BATCH_LIMIT: u64 = 8;
-/// The most inbox rows moved into the tables before a reader is answered (about 75 ms of work
+/// About how many deliveries are moved into the tables before a reader is answered (about 75 ms of work
 /// here). A read after a long burst sees what is moved by then and how many are still waiting,
 /// rather than holding up every sender behind it until the whole backlog is indexed.
 const READ_INDEX_LIMIT: u64 = 2048;
@@ -55,7 +56,7 @@ const IDLE: Duration = if cfg!(test) {
 } else {
     Duration::from_millis(5)
 };
-/// Inbox rows moved per transaction while idle. Larger chunks share more of the dedupe index's
+/// Deliveries moved per transaction while idle (whole log batches: a few more). Larger chunks share more of the dedupe index's
 /// random pages between deliveries: measured here after a burst, moving a delivery cost 60 to
 /// 75 µs of CPU and 28 KB written in chunks of 256, 44 to 48 µs and 18 KB in chunks of 1,024,
 /// 31 to 37 µs and 13 KB in chunks of 2,048, but that took the peak resident size to 80 to
@@ -135,8 +136,9 @@ enum Job {
 
 /// What the log thread passes to the apply task, in the order it was asked.
 enum Logged {
-    /// Deliveries durable in the log and acknowledged, not yet in SQLite.
-    Deliveries(Vec<NewDelivery>, Appended),
+    /// Deliveries durable in the log and acknowledged, not yet in SQLite, as the log encoded
+    /// them (the deliveries themselves are dropped once logged).
+    Deliveries(Appended),
     /// A reader's flush, behind every delivery acknowledged before it was asked.
     Flush(Flushed),
 }
@@ -231,7 +233,7 @@ fn log_until_stopped(
                     // Passed on before anyone is answered, so that a sender's next read
                     // comes after it. Should the apply task be gone, the log keeps these
                     // for the next start.
-                    let _ = to_apply.send(Logged::Deliveries(deliveries, appended));
+                    let _ = to_apply.send(Logged::Deliveries(appended));
                     Ok(())
                 }
                 Err(e) => {
@@ -322,28 +324,28 @@ async fn apply_until_stopped(
         if received == 0 {
             break; // the log thread is gone and everything it passed on is applied
         }
-        let (mut deliveries, mut readers, mut logged) = (Vec::new(), Vec::new(), None);
+        let (mut batches, mut readers, mut logged) = (Vec::new(), Vec::new(), None);
         for item in batch.drain(..) {
             match item {
-                Logged::Deliveries(some, appended) => {
-                    deliveries.extend(some);
-                    logged = Some(appended);
+                Logged::Deliveries(appended) => {
+                    logged = Some((appended.last_seq, appended.end));
+                    batches.extend(appended.batches);
                 }
                 Logged::Flush(flushed) => readers.push(flushed),
             }
         }
-        let appended = deliveries.len() as u64;
+        let appended: u64 = batches.iter().map(|b| u64::from(b.count)).sum();
         let index_now = !readers.is_empty()
             || (appended <= INLINE_BATCH_LIMIT
                 && to_apply.is_empty()
                 && backlog + appended <= INLINE_INDEX_LIMIT);
-        if let Some(logged) = logged {
-            applied.seq = logged.last_seq;
-            applied.end = logged.end;
+        if let Some((last_seq, end)) = logged {
+            applied.seq = last_seq;
+            applied.end = end;
         }
         let Some(moved) = apply(
             &mut connection,
-            &deliveries,
+            &batches,
             applied.seq,
             index_now,
             &mut readers,
@@ -387,27 +389,27 @@ async fn apply_until_stopped(
     tracing::debug!("the writer has stored everything it was given");
 }
 
-/// Applies `deliveries` (see [`write_batch`]), trying again while the database refuses:
+/// Applies `batches` (see [`write_batch`]), trying again while the database refuses:
 /// they are acknowledged, and the gate keeps the log from overwriting them meanwhile (so
 /// ingestion fails with timeouts once the ring is full). Readers are told of a failure at
-/// once. Returns how many inbox rows moved into the tables, or `None` when the server stops
+/// once. Returns how many deliveries moved into the tables, or `None` when the server stops
 /// before the database takes them (the next start does).
 async fn apply(
     connection: &mut SqliteConnection,
-    deliveries: &[NewDelivery],
+    batches: &[EncodedBatch],
     last_seq: i64,
     mut index_now: bool,
     readers: &mut Vec<Flushed>,
     to_apply: &mpsc::UnboundedReceiver<Logged>,
 ) -> Option<u64> {
     loop {
-        if deliveries.is_empty() && !index_now {
+        if batches.is_empty() && !index_now {
             return Some(0);
         }
-        match write_batch(connection, deliveries, last_seq, index_now).await {
+        match write_batch(connection, batches, last_seq, index_now).await {
             Ok(moved) => return Some(moved),
             Err(e) => {
-                tracing::error!(error = %e, deliveries = deliveries.len(), "the database refused a batch; trying again in {} s", RETRY.as_secs());
+                tracing::error!(error = %e, batches = batches.len(), "the database refused a batch; trying again in {} s", RETRY.as_secs());
                 for reader in readers.drain(..) {
                     let _ = reader.send(Err(WriteError::Database(e.to_string())));
                 }
@@ -434,22 +436,22 @@ async fn make_durable(connection: &mut SqliteConnection, applied: &mut Applied, 
 }
 
 /// Appends a batch (if any) and records `last_seq` as applied, and when `index_now` also moves
-/// the oldest inbox rows (up to [`READ_INDEX_LIMIT`]) into the tables, in one transaction;
+/// the oldest deliveries in the inbox (about [`READ_INDEX_LIMIT`]) into the tables, in one transaction;
 /// returns how many rows moved.
-#[tracing::instrument(skip_all, fields(deliveries = deliveries.len(), index_now))]
+#[tracing::instrument(skip_all, fields(batches = batches.len(), index_now))]
 async fn write_batch(
     connection: &mut SqliteConnection,
-    deliveries: &[NewDelivery],
+    batches: &[EncodedBatch],
     last_seq: i64,
     index_now: bool,
 ) -> sqlx::Result<u64> {
     if !index_now {
-        inbox::append_and_commit(connection, deliveries, last_seq).await?;
+        inbox::append_and_commit(connection, batches, last_seq).await?;
         return Ok(0);
     }
     let mut tx = connection.begin().await?;
-    if !deliveries.is_empty() {
-        inbox::append(&mut tx, deliveries, last_seq).await?;
+    if !batches.is_empty() {
+        inbox::append(&mut tx, batches, last_seq).await?;
     }
     let moved = inbox::index(&mut tx, READ_INDEX_LIMIT).await?;
     tx.commit().await?;
@@ -472,7 +474,7 @@ async fn index_while_idle(
     backlog
 }
 
-/// Moves up to [`IDLE_CHUNK`] inbox rows into the tables in a transaction of its own and
+/// Moves about [`IDLE_CHUNK`] deliveries from the inbox into the tables in a transaction of its own and
 /// returns how many of `backlog` are left; `None` when the database refused (logged; the rows
 /// stay in the inbox for a later try).
 async fn move_chunk(connection: &mut SqliteConnection, backlog: u64) -> Option<u64> {
@@ -499,7 +501,7 @@ mod tests {
     use super::*;
     use crate::storage::{
         Store,
-        testing::{delivery, open, writer_connection},
+        testing::{self, delivery, open, writer_connection},
     };
 
     async fn count(conn: &mut SqliteConnection, table: &str) -> u64 {
@@ -549,11 +551,15 @@ mod tests {
         backlog: u64,
     ) -> (Writer, tokio::task::JoinHandle<()>, Store, Vec<NewDelivery>) {
         let mut opened = open(dir).await;
-        let deliveries: Vec<NewDelivery> = (0..backlog as usize).map(delivery).collect();
-        inbox::append_and_commit(&mut opened.writer_connection, &deliveries, 0)
+        let burst = testing::batches(1, (0..backlog as usize).map(delivery), 64);
+        inbox::append_and_commit(&mut opened.writer_connection, &burst, backlog as i64)
             .await
             .unwrap();
+        drop(opened);
+        // Opened again, so that the log continues after what the inbox holds.
+        let opened = open(dir).await;
         let (writer, task) = Writer::spawn(opened.writer_connection, opened.log).unwrap();
+        let deliveries = (0..backlog as usize).map(delivery).collect();
         (writer, task, opened.store, deliveries)
     }
 
