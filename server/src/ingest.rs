@@ -1,9 +1,8 @@
 //! The `/hooks/{source}` handler: capture the request exactly as it arrived, verify its
 //! signature, hand it to the batching writer, and answer only once it is on disk.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{borrow::Cow, net::SocketAddr, time::Duration};
 
-use app::model::Header;
 use axum::{
     Json,
     body::{Body, Bytes},
@@ -12,7 +11,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use http_body_util::BodyExt;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize, Serializer};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
@@ -183,18 +182,28 @@ fn header_text(headers: &HeaderMap, name: header::HeaderName) -> Option<String> 
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
 }
 
-/// The headers as a JSON array of `{name, value}`, in the order the map holds them (arrival
-/// order, with repeats of one name next to each other). A value that is not UTF-8 is kept
-/// with U+FFFD in place of the bad bytes.
+/// The headers as a JSON array of `{name, value}` (the shape of [`app::model::Header`]), in the order the
+/// map holds them (arrival order, with repeats of one name next to each other). A value that
+/// is not UTF-8 is kept with U+FFFD in place of the bad bytes.
 fn headers_json(headers: &HeaderMap) -> String {
-    let list: Vec<Header> = headers
-        .iter()
-        .map(|(name, value)| Header {
-            name: name.as_str().to_owned(),
-            value: String::from_utf8_lossy(value.as_bytes()).into_owned(),
-        })
-        .collect();
-    serde_json::to_string(&list).unwrap_or_else(|_| "[]".to_owned())
+    serde_json::to_string(&HeaderList(headers)).unwrap_or_else(|_| "[]".to_owned())
+}
+
+/// Serializes a header map as [`app::model::Header`]s without copying names and values first.
+struct HeaderList<'a>(&'a HeaderMap);
+
+impl Serialize for HeaderList<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct HeaderRef<'a> {
+            name: &'a str,
+            value: Cow<'a, str>,
+        }
+        serializer.collect_seq(self.0.iter().map(|(name, value)| HeaderRef {
+            name: name.as_str(),
+            value: String::from_utf8_lossy(value.as_bytes()),
+        }))
+    }
 }
 
 /// What became of a stored delivery, which decides the answer. (Decided from the delivery, not
@@ -250,4 +259,35 @@ fn with_delivery_id(mut response: Response, id: &str) -> Response {
         response.headers_mut().insert(DELIVERY_ID_HEADER, value);
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use app::model::Header;
+    use axum::http::HeaderValue;
+
+    use super::*;
+
+    #[test]
+    fn headers_keep_their_order_and_repeats_and_bad_bytes_become_replacement_characters() {
+        let mut headers = HeaderMap::new();
+        headers.insert("content-type", HeaderValue::from_static("application/json"));
+        headers.append("x-tag", HeaderValue::from_static("a"));
+        headers.append("x-tag", HeaderValue::from_static("b"));
+        headers.insert("x-bytes", HeaderValue::from_bytes(b"caf\xe9").unwrap());
+        let parsed: Vec<Header> = serde_json::from_str(&headers_json(&headers)).unwrap();
+        let pairs: Vec<(&str, &str)> = parsed
+            .iter()
+            .map(|h| (h.name.as_str(), h.value.as_str()))
+            .collect();
+        assert_eq!(
+            pairs,
+            [
+                ("content-type", "application/json"),
+                ("x-tag", "a"),
+                ("x-tag", "b"),
+                ("x-bytes", "caf\u{fffd}"),
+            ]
+        );
+    }
 }
