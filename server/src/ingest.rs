@@ -182,9 +182,9 @@ fn header_text(headers: &HeaderMap, name: header::HeaderName) -> Option<String> 
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
 }
 
-/// The headers as a JSON array of `{name, value}` (the shape of [`app::model::Header`]), in the order the
-/// map holds them (arrival order, with repeats of one name next to each other). A value that
-/// is not UTF-8 is kept with U+FFFD in place of the bad bytes.
+/// The headers as a JSON array of `{name, value}` (the shape of [`app::model::Header`]), in the
+/// order the map holds them (arrival order, with repeats of one name next to each other). A value
+/// that is not UTF-8 is kept with U+FFFD in place of the bad bytes.
 fn headers_json(headers: &HeaderMap) -> String {
     serde_json::to_string(&HeaderList(headers)).unwrap_or_else(|_| "[]".to_owned())
 }

@@ -10,14 +10,14 @@
 //!    Every quarter of the log's size it commits once with `synchronous=FULL` and opens the
 //!    log's [`Gate`] that far, so the ring may overwrite what SQLite now keeps for good.
 //!
-//! Moving the inbox into `events` and `deliveries` costs far more than the append (decoding,
-//! and a random page of the dedupe index per event). When nobody else is waiting and the inbox holds little,
-//! the apply task does it in the same transaction, so what was acknowledged is listed at once.
-//! Under load it only appends, and moves the backlog in chunks once the queue has been quiet
-//! for `IDLE`, at least one chunk every `CATCH_UP_EVERY` while deliveries keep coming, and at
-//! the next start whatever a shutdown left there.
-//! A reader's flush travels through both stages behind every delivery acknowledged before it,
-//! moves about `READ_INDEX_LIMIT` deliveries, and is told how many remain.
+//! Moving the inbox into `events` and `deliveries` costs far more than the append (decoding, and a
+//! random page of the dedupe index per event). When nobody else is waiting and the inbox holds
+//! little, the apply task does it in the same transaction, so what was acknowledged is listed at
+//! once. Under load it only appends, and moves the backlog in chunks once the queue has been quiet
+//! for `IDLE`, at least one chunk every `CATCH_UP_EVERY` while deliveries keep coming, and at the
+//! next start whatever a shutdown left there. A reader's flush travels through both stages behind
+//! every delivery acknowledged before it, moves about `READ_INDEX_LIMIT` deliveries, and is told
+//! how many remain.
 
 use std::{
     sync::Arc,
@@ -44,8 +44,8 @@ const INLINE_INDEX_LIMIT: u64 = 512;
 /// The largest append that is moved into the tables at once: a bigger one means senders are
 /// queueing, and then the append alone goes first.
 const INLINE_BATCH_LIMIT: u64 = 8;
-/// About how many deliveries are moved into the tables before a reader is answered (about 75 ms of work
-/// here). A read after a long burst sees what is moved by then and how many are still waiting,
+/// About how many deliveries are moved into the tables before a reader is answered (about 75 ms of
+/// work here). A read after a long burst sees what is moved by then and how many are still waiting,
 /// rather than holding up every sender behind it until the whole backlog is indexed.
 const READ_INDEX_LIMIT: u64 = 2048;
 /// How long the queue must stay empty before the apply task works on the backlog. (Never, in
@@ -56,12 +56,13 @@ const IDLE: Duration = if cfg!(test) {
 } else {
     Duration::from_millis(5)
 };
-/// Deliveries moved per transaction while idle (whole log batches: a few more). Larger chunks share more of the dedupe index's
-/// random pages between deliveries: measured here after a burst, moving a delivery cost 60 to
-/// 75 µs of CPU and 28 KB written in chunks of 256, 44 to 48 µs and 18 KB in chunks of 1,024,
-/// 31 to 37 µs and 13 KB in chunks of 2,048, but that took the peak resident size to 80 to
-/// 99 MiB (the target is under 100). A chunk takes about 50 ms; only readers wait for it
-/// (senders wait on the log alone).
+/// Deliveries moved per transaction while idle (whole log batches: a few more). Larger chunks share
+/// more of the dedupe index's random pages between deliveries: measured here after a burst, with
+/// the earlier inbox of one row per delivery, moving a delivery cost 60 to 75 µs of CPU and 28 KB
+/// written in chunks of 256, 44 to 48 µs and 18 KB in chunks of 1,024, 31 to 37 µs and 13 KB in
+/// chunks of 2,048, but that took the peak resident size to 80 to 99 MiB (the target is under
+/// 100). Decoding the inbox's batches now adds about 20 µs. A chunk takes about 70 ms; only readers
+/// wait for it (senders wait on the log alone).
 const IDLE_CHUNK: u64 = 1024;
 /// The longest the inbox goes without a chunk moved while deliveries keep coming (a steady
 /// load never leaves the queue quiet for `IDLE`): at least `IDLE_CHUNK` a second get indexed,
@@ -129,8 +130,8 @@ type Flushed = oneshot::Sender<Result<u64, WriteError>>;
 enum Job {
     /// Store a delivery, then answer.
     Store(NewDelivery, Done),
-    /// Move the inbox into the tables (up to [`READ_INDEX_LIMIT`] rows), then answer with what
-    /// is left: a reader wants to see everything stored.
+    /// Move the inbox into the tables (about [`READ_INDEX_LIMIT`] deliveries), then answer
+    /// with what is left: a reader wants to see everything stored.
     Flush(Flushed),
 }
 
@@ -436,8 +437,8 @@ async fn make_durable(connection: &mut SqliteConnection, applied: &mut Applied, 
 }
 
 /// Appends a batch (if any) and records `last_seq` as applied, and when `index_now` also moves
-/// the oldest deliveries in the inbox (about [`READ_INDEX_LIMIT`]) into the tables, in one transaction;
-/// returns how many rows moved.
+/// the oldest deliveries in the inbox (about [`READ_INDEX_LIMIT`]) into the tables, in one
+/// transaction; returns how many deliveries moved.
 #[tracing::instrument(skip_all, fields(batches = batches.len(), index_now))]
 async fn write_batch(
     connection: &mut SqliteConnection,
@@ -474,8 +475,8 @@ async fn index_while_idle(
     backlog
 }
 
-/// Moves about [`IDLE_CHUNK`] deliveries from the inbox into the tables in a transaction of its own and
-/// returns how many of `backlog` are left; `None` when the database refused (logged; the rows
+/// Moves about [`IDLE_CHUNK`] deliveries from the inbox into the tables in a transaction of its own
+/// and returns how many of `backlog` are left; `None` when the database refused (logged; the rows
 /// stay in the inbox for a later try).
 async fn move_chunk(connection: &mut SqliteConnection, backlog: u64) -> Option<u64> {
     match index_chunk(connection).await {
@@ -605,11 +606,11 @@ mod tests {
         let burst = READ_INDEX_LIMIT + 700;
         let (writer, task, store, deliveries) = writer_with_backlog(&dir, burst).await;
         let pending = writer.flush().await.unwrap();
-        // The first read moves READ_INDEX_LIMIT rows.
+        // The first read moves READ_INDEX_LIMIT deliveries (32 whole batches of 64).
         assert_eq!(
             pending,
             burst - READ_INDEX_LIMIT,
-            "a read moves {READ_INDEX_LIMIT} rows"
+            "a read moves {READ_INDEX_LIMIT} deliveries"
         );
         // The newest delivery is still in the inbox, and its bytes can be read already.
         let newest = &deliveries[burst as usize - 1];
