@@ -6,7 +6,7 @@ use app::model::{
 };
 use sqlx::{QueryBuilder, Row, Sqlite, sqlite::SqliteRow};
 
-use super::{Store, delivery_log::EncodedBatch, inbox};
+use super::{Store, inbox};
 use crate::timestamp::{format_rfc3339, parse_rfc3339};
 
 /// A filter whose times and cursor have been parsed.
@@ -184,36 +184,11 @@ impl Store {
                 body: row.get(1),
             }));
         }
-        self.raw_body_in_inbox(delivery_id).await
-    }
-
-    /// A delivery still in the inbox (a read indexes only part of a long burst's backlog):
-    /// its batches are decoded, newest first, until it is found.
-    async fn raw_body_in_inbox(&self, delivery_id: &str) -> Result<Option<RawBody>, QueryError> {
-        let mut before = i64::MAX;
-        loop {
-            let newest: Vec<EncodedBatch> = sqlx::query_as(
-                "SELECT first_seq, count, records FROM inbox WHERE first_seq < $1 \
-                 ORDER BY first_seq DESC LIMIT $2",
-            )
-            .bind(before)
-            .bind(inbox::BATCHES_PER_READ)
-            .fetch_all(&self.pool)
-            .await?;
-            let Some(oldest) = newest.last() else {
-                return Ok(None);
-            };
-            before = oldest.first_seq;
-            for batch in &newest {
-                let deliveries = inbox::unpack(batch)?;
-                if let Some(found) = deliveries.into_iter().find(|d| d.id == delivery_id) {
-                    return Ok(Some(RawBody {
-                        content_type: found.content_type,
-                        body: found.body.to_vec(),
-                    }));
-                }
-            }
-        }
+        let pending = inbox::find(&self.pool, delivery_id).await?;
+        Ok(pending.map(|d| RawBody {
+            content_type: d.content_type,
+            body: d.body.to_vec(),
+        }))
     }
 }
 

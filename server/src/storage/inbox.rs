@@ -6,7 +6,7 @@
 //! oldest batches, stages their deliveries in a temporary table of the writer's connection
 //! (`staged`, in memory: no WAL), and moves them from there in SQL.
 
-use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqliteExecutor, SqlitePool};
 
 use super::{delivery_log::EncodedBatch, writer::NewDelivery};
 
@@ -158,8 +158,29 @@ pub async fn backlog(conn: &mut SqliteConnection) -> sqlx::Result<u64> {
     Ok(count.max(0) as u64)
 }
 
-/// Inbox batches read per query while gathering what to index.
-pub const BATCHES_PER_READ: i64 = 16;
+/// Inbox batches read per query.
+const BATCHES_PER_READ: i64 = 16;
+
+/// Up to [`BATCHES_PER_READ`] inbox batches next to `from`: the oldest after it, or with
+/// `newest_first` the newest before it.
+async fn read_batches<'e>(
+    db: impl SqliteExecutor<'e>,
+    from: i64,
+    newest_first: bool,
+) -> sqlx::Result<Vec<EncodedBatch>> {
+    let sql = if newest_first {
+        "SELECT first_seq, count, records FROM inbox WHERE first_seq < $1 \
+         ORDER BY first_seq DESC LIMIT $2"
+    } else {
+        "SELECT first_seq, count, records FROM inbox WHERE first_seq > $1 \
+         ORDER BY first_seq LIMIT $2"
+    };
+    sqlx::query_as(sql)
+        .bind(from)
+        .bind(BATCHES_PER_READ)
+        .fetch_all(db)
+        .await
+}
 
 /// The deliveries of an inbox batch, or an error naming it.
 pub fn unpack(batch: &EncodedBatch) -> sqlx::Result<Vec<NewDelivery>> {
@@ -168,6 +189,24 @@ pub fn unpack(batch: &EncodedBatch) -> sqlx::Result<Vec<NewDelivery>> {
             format!("the inbox batch at {} does not decode", batch.first_seq).into(),
         )
     })
+}
+
+/// The delivery `id` if it is still in the inbox (a read indexes only part of a long burst's
+/// backlog): the batches are decoded, newest first, until it is found.
+pub async fn find(pool: &SqlitePool, id: &str) -> sqlx::Result<Option<NewDelivery>> {
+    let mut before = i64::MAX;
+    loop {
+        let newest = read_batches(pool, before, true).await?;
+        let Some(oldest) = newest.last() else {
+            return Ok(None);
+        };
+        before = oldest.first_seq;
+        for batch in &newest {
+            if let Some(found) = unpack(batch)?.into_iter().find(|d| d.id == id) {
+                return Ok(Some(found));
+            }
+        }
+    }
 }
 
 /// Moves the oldest inbox batches, about `limit` deliveries (whole batches: at least `limit`,
@@ -179,14 +218,7 @@ pub async fn index(conn: &mut SqliteConnection, limit: u64) -> sqlx::Result<u64>
     let mut gathered = 0u64;
     let mut after = i64::MIN;
     while gathered < limit {
-        let read: Vec<EncodedBatch> = sqlx::query_as(
-            "SELECT first_seq, count, records FROM inbox WHERE first_seq > $1 \
-             ORDER BY first_seq LIMIT $2",
-        )
-        .bind(after)
-        .bind(BATCHES_PER_READ)
-        .fetch_all(&mut *conn)
-        .await?;
+        let read = read_batches(&mut *conn, after, false).await?;
         let Some(last) = read.last() else {
             break;
         };
