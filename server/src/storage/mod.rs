@@ -182,7 +182,7 @@ pub(crate) mod testing {
     use bytes::Bytes;
     use sqlx::SqliteConnection;
 
-    use super::{EncodedBatch, NewDelivery};
+    use super::{EncodedBatch, NewDelivery, delivery_log::Record};
     use crate::{envelope::ParsedBody, sources::SourceSlug};
 
     /// The `n`th delivery of a test: a KeldairHR envelope with the id `evt_n`.
@@ -210,6 +210,15 @@ pub(crate) mod testing {
             too_large: false,
             response_status: 200,
         }
+    }
+
+    /// The `n`th delivery of a test as the log thread gets it.
+    pub fn record(n: usize) -> Record {
+        Record::encode(&delivery(n))
+    }
+
+    pub fn records(deliveries: &[NewDelivery]) -> Vec<Record> {
+        deliveries.iter().map(Record::encode).collect()
     }
 
     /// `deliveries` as the log would hand them on: batches of `per_batch`, numbered from
@@ -244,7 +253,7 @@ mod tests {
         EncodedBatch,
         delivery_log::Gate,
         inbox,
-        testing::{delivery, open},
+        testing::{delivery, open, record, records},
     };
 
     #[tokio::test]
@@ -256,7 +265,7 @@ mod tests {
         let acknowledged: Vec<_> = (0..700).map(delivery).collect();
         let gate = Gate::default();
         for batch in acknowledged.chunks(100) {
-            opened.log.append(batch, &gate).unwrap();
+            opened.log.append(&records(batch), &gate).unwrap();
         }
         drop(opened);
 
@@ -278,7 +287,7 @@ mod tests {
         assert_eq!(inbox::log_state(conn).await.unwrap().1, 700);
 
         // New deliveries continue the sequence; a second start recovers nothing again.
-        reopened.log.append(&[delivery(700)], &gate).unwrap();
+        reopened.log.append(&[record(700)], &gate).unwrap();
         drop(reopened);
         let mut again = open(&dir).await;
         assert_eq!(

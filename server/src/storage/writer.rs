@@ -1,6 +1,7 @@
 //! The writer: the only path that writes, in two stages.
 //!
-//! 1. **The log thread** takes everything queued (up to [`MAX_BATCH`]), appends it to the
+//! 1. **The log thread** takes everything queued (up to [`MAX_BATCH`], each delivery already
+//!    encoded by its sender as a [`Record`]), appends it to the
 //!    [delivery log](super::delivery_log) with one write and one `fdatasync`, and only then
 //!    answers every waiting sender. Under load, batches grow by themselves, so one sync covers
 //!    many deliveries.
@@ -30,7 +31,7 @@ use sqlx::{Connection, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    delivery_log::{Appended, DeliveryLog, EncodedBatch, Gate},
+    delivery_log::{Appended, DeliveryLog, EncodedBatch, Gate, Record},
     inbox,
 };
 use crate::{envelope::ParsedBody, sources::SourceSlug};
@@ -123,13 +124,9 @@ type Done = oneshot::Sender<Result<(), WriteError>>;
 type Flushed = oneshot::Sender<Result<u64, WriteError>>;
 
 /// What the writer is asked to do.
-#[expect(
-    clippy::large_enum_variant,
-    reason = "Store is nearly every job; boxing it would cost an allocation per delivery"
-)]
 enum Job {
-    /// Store a delivery, then answer.
-    Store(NewDelivery, Done),
+    /// Store a delivery (encoded by the sender, see [`Record`]), then answer.
+    Store(Record, Done),
     /// Move the inbox into the tables (about [`READ_INDEX_LIMIT`] deliveries), then answer
     /// with what is left: a reader wants to see everything stored.
     Flush(Flushed),
@@ -183,8 +180,10 @@ impl Writer {
 
     /// Stores `delivery` and returns once it is on disk.
     pub async fn store(&self, delivery: NewDelivery) -> Result<(), WriteError> {
+        let record = Record::encode(&delivery);
+        drop(delivery); // here, on the thread that made it
         let (done, stored) = oneshot::channel();
-        self.send(Job::Store(delivery, done), stored).await
+        self.send(Job::Store(record, done), stored).await
     }
 
     /// Moves what was acknowledged so far into the tables readers query, and returns how many
@@ -216,20 +215,20 @@ fn log_until_stopped(
 ) {
     let mut jobs = Vec::with_capacity(MAX_BATCH);
     while queue.blocking_recv_many(&mut jobs, MAX_BATCH) > 0 {
-        let mut deliveries = Vec::with_capacity(jobs.len());
+        let mut records = Vec::with_capacity(jobs.len());
         let mut senders = Vec::with_capacity(jobs.len());
         let mut readers = Vec::new();
         for job in jobs.drain(..) {
             match job {
-                Job::Store(delivery, done) => {
-                    deliveries.push(delivery);
+                Job::Store(record, done) => {
+                    records.push(record);
                     senders.push(done);
                 }
                 Job::Flush(flushed) => readers.push(flushed),
             }
         }
-        if !deliveries.is_empty() {
-            let answer = match log.append(&deliveries, gate) {
+        if !records.is_empty() {
+            let answer = match log.append(&records, gate) {
                 Ok(appended) => {
                     // Passed on before anyone is answered, so that a sender's next read
                     // comes after it. Should the apply task be gone, the log keeps these
