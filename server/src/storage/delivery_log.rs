@@ -32,8 +32,8 @@ use std::{
     fs::{File, OpenOptions},
     io,
     os::unix::fs::FileExt,
-    path::Path,
-    sync::{Condvar, Mutex},
+    path::{Path, PathBuf},
+    sync::{Arc, Condvar, Mutex},
     time::{Duration, Instant},
 };
 
@@ -49,16 +49,36 @@ const MAGIC: [u8; 4] = *b"HSL1";
 /// magic 4, log id 16, first sequence number 8, count 4, payload length 4, payload CRC 4,
 /// header CRC 4 (of everything before it).
 const HEADER_LEN: usize = 44;
-/// The smallest log; a larger `--max-body` makes it larger (see [`log_size`]).
-const MIN_SIZE: u64 = 64 * 1024 * 1024;
+/// The smallest segment; a larger `--max-body` makes segments larger (see [`segment_size`]).
+const MIN_SEGMENT: u64 = 64 * 1024 * 1024;
+/// How far the log may run ahead of what SQLite has made durable, in all its segments: room for
+/// a burst of about a million deliveries of 1 KB, taken without SQLite in the way.
+const MAX_SIZE: u64 = 2 * 1024 * 1024 * 1024;
 /// How long an append may wait for SQLite to catch up before its senders get an error.
 const ROOM_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The log's size for a body limit: room for at least four of the largest deliveries (their
-/// headers included), so a batch always fits in a quarter of the ring.
-pub fn log_size(max_body: usize) -> u64 {
+/// A segment's size for a body limit: room for at least four of the largest deliveries (their
+/// headers included), so a batch always fits in a quarter of a segment.
+pub fn segment_size(max_body: usize) -> u64 {
     let largest = max_body as u64 + 1024 * 1024;
-    (4 * largest).max(MIN_SIZE).next_multiple_of(BLOCK)
+    (4 * largest).max(MIN_SEGMENT).next_multiple_of(BLOCK)
+}
+
+/// How many segments the ring has for segments of `segment` bytes: [`MAX_SIZE`] in all, and
+/// never fewer than two.
+pub fn segments(segment: u64) -> u64 {
+    (MAX_SIZE / segment).max(2)
+}
+
+/// Where segment `n` of the log at `path` lives: the first at `path` itself (`hookscope.db-log`,
+/// as before the log had segments), the others beside it (`hookscope.db-log.1`, ...).
+fn segment_path(path: &Path, n: u64) -> PathBuf {
+    if n == 0 {
+        return path.to_owned();
+    }
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".{n}"));
+    PathBuf::from(name)
 }
 
 /// A random id, one per database, stamped on every batch.
@@ -66,13 +86,18 @@ pub type LogId = [u8; 16];
 
 /// The log, open for appending.
 pub struct DeliveryLog {
-    file: File,
+    path: PathBuf,
+    /// The segment files, opened (and created) as the head first reaches them.
+    files: Vec<Option<Arc<File>>>,
+    segment: u64,
+    /// The whole ring: every segment.
     size: u64,
     id: LogId,
     next_seq: i64,
-    /// Bytes written since the log was opened, padding and skipped ring ends included; the
-    /// ring offset is `head % size`. Everything before the head was made durable in SQLite by
-    /// the time the log was opened, so positions start at zero.
+    /// Bytes written since the log was opened, padding and skipped segment ends included; a
+    /// position is in segment `position / segment % segments`, at `position % segment`.
+    /// Everything before the head was made durable in SQLite by the time the log was opened,
+    /// so positions start at zero.
     head: u64,
     /// The largest batch written at once; a bigger one is cut.
     max_batch_bytes: usize,
@@ -86,9 +111,52 @@ pub struct DeliveryLog {
 /// the ring it ended.
 #[derive(Debug)]
 pub struct Appended {
-    pub batches: Vec<EncodedBatch>,
+    pub batches: Vec<LoggedBatch>,
     pub last_seq: i64,
     pub end: u64,
+}
+
+/// Where a batch the log holds is, so that it can be read back: the applying side is handed
+/// this, not the bytes, and reads the batch when it takes it into SQLite (at once when the
+/// load is light, after a burst otherwise). The gate keeps the ring from overwriting it until
+/// then.
+#[derive(Debug, Clone)]
+pub struct LoggedBatch {
+    file: Arc<File>,
+    /// Where the payload starts in `file`.
+    offset: u64,
+    len: u32,
+    crc: u32,
+    pub first_seq: i64,
+    pub count: u32,
+    /// The log position right after this batch (see [`DeliveryLog`]'s head).
+    pub end: u64,
+}
+
+impl LoggedBatch {
+    /// The batch's deliveries as the log encoded them, read back from the log.
+    pub fn read(&self) -> io::Result<EncodedBatch> {
+        let mut records = vec![0; self.len as usize];
+        self.file.read_exact_at(&mut records, self.offset)?;
+        if crc32fast::hash(&records) != self.crc {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "the delivery log's batch from #{} no longer reads back as written",
+                    self.first_seq
+                ),
+            ));
+        }
+        Ok(EncodedBatch {
+            first_seq: self.first_seq,
+            count: self.count,
+            records,
+        })
+    }
+
+    pub fn last_seq(&self) -> i64 {
+        self.first_seq + i64::from(self.count) - 1
+    }
 }
 
 /// One delivery as the log encodes it. The handler encodes its delivery on its own thread and
@@ -170,17 +238,32 @@ impl Recovered {
     }
 }
 
-/// Reads the log at `path` (none yet is fine) for the batches of log `id` past `applied`.
+/// Reads the log at `path` (none yet is fine), every segment of it, for the batches of log `id`
+/// past `applied`.
 pub fn recover(path: &Path, id: &LogId, applied: i64) -> io::Result<Recovered> {
     let mut recovered = Recovered {
         batches: Vec::new(),
         last_seq: applied,
     };
-    let file = match File::open(path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(recovered),
-        Err(e) => return Err(e),
-    };
+    // Segments are created in order, so the first one missing ends the log.
+    for n in 0.. {
+        match File::open(segment_path(path, n)) {
+            Ok(file) => recover_segment(&file, id, applied, &mut recovered)?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => break,
+            Err(e) => return Err(e),
+        }
+    }
+    recovered.batches.sort_by_key(|b| b.first_seq);
+    Ok(recovered)
+}
+
+/// Adds what one segment holds past `applied` to `recovered`.
+fn recover_segment(
+    file: &File,
+    id: &LogId,
+    applied: i64,
+    recovered: &mut Recovered,
+) -> io::Result<()> {
     let size = file.metadata()?.len();
     let mut header = [0; HEADER_LEN];
     let mut offset = 0;
@@ -214,47 +297,72 @@ pub fn recover(path: &Path, id: &LogId, applied: i64) -> io::Result<Recovered> {
         }
         offset = end.next_multiple_of(BLOCK);
     }
-    recovered.batches.sort_by_key(|b| b.first_seq);
-    Ok(recovered)
+    Ok(())
 }
 
 impl DeliveryLog {
-    /// Opens the log at `path` for appending, creating it (or remaking it at a new size) when
-    /// needed. Call it only once whatever [`recover`] found is durable in SQLite: appends
-    /// start at the beginning of the ring.
-    pub fn open(path: &Path, size: u64, id: LogId, last_seq: i64) -> io::Result<Self> {
+    /// Opens the log at `path` for appending, with `segments` segments of `segment` bytes,
+    /// creating the first one (or remaking it at a new size) when needed; the others are made
+    /// when the head first reaches them. Call it only once whatever [`recover`] found is durable
+    /// in SQLite: appends start at the beginning of the ring.
+    pub fn open(
+        path: &Path,
+        segment: u64,
+        segments: u64,
+        id: LogId,
+        last_seq: i64,
+    ) -> io::Result<Self> {
+        let mut log = Self {
+            path: path.to_owned(),
+            files: vec![None; segments as usize],
+            segment,
+            size: segment * segments,
+            id,
+            next_seq: last_seq + 1,
+            head: 0,
+            max_batch_bytes: (segment / 4) as usize,
+            failed: None,
+            room_timeout: ROOM_TIMEOUT,
+            buffer: Vec::new(),
+        };
+        // The first segment is written with zeros when it is made, so even the first
+        // deliveries only overwrite blocks the file has; later ones start sparse and are
+        // filled by their first lap (a zero-filled segment would stall the appends while it is
+        // written).
+        log.file(0, true)?;
+        Ok(log)
+    }
+
+    /// Segment `n`'s file, opened (and made, when missing or of another size) on first use.
+    fn file(&mut self, n: usize, zero_filled: bool) -> io::Result<Arc<File>> {
+        if let Some(file) = &self.files[n] {
+            return Ok(Arc::clone(file));
+        }
+        let path = segment_path(&self.path, n as u64);
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
-            .open(path)?;
-        if file.metadata()?.len() != size {
-            zero_fill(&file, size)?;
-            if let Some(dir) = path.parent() {
-                // Make the new file's name durable too, before anything relies on it.
-                File::open(if dir.as_os_str().is_empty() {
-                    Path::new(".")
-                } else {
-                    dir
-                })?
-                .sync_all()?;
+            .open(&path)?;
+        if file.metadata()?.len() != self.segment {
+            if zero_filled {
+                zero_fill(&file, self.segment)?;
+            } else {
+                file.set_len(0)?;
+                file.set_len(self.segment)?;
+                file.sync_all()?;
             }
+            // Make the new file's name durable too, before anything relies on it.
+            let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+            File::open(dir.unwrap_or(Path::new(".")))?.sync_all()?;
         }
-        Ok(Self {
-            file,
-            size,
-            id,
-            next_seq: last_seq + 1,
-            head: 0,
-            max_batch_bytes: (size / 4) as usize,
-            failed: None,
-            room_timeout: ROOM_TIMEOUT,
-            buffer: Vec::new(),
-        })
+        let file = Arc::new(file);
+        self.files[n] = Some(Arc::clone(&file));
+        Ok(file)
     }
 
-    /// The ring's size in bytes.
+    /// The ring's size in bytes: how far the log may run ahead of SQLite.
     pub fn size(&self) -> u64 {
         self.size
     }
@@ -273,24 +381,24 @@ impl DeliveryLog {
             )));
         }
         let mut rest = records;
-        let mut batches = Vec::with_capacity(1);
+        let mut batches: Vec<LoggedBatch> = Vec::with_capacity(1);
         while !rest.is_empty() {
             let taken = self.fill_batch(rest);
             rest = &rest[taken..];
             let first_seq = self.next_seq;
             // Sequence numbers are never reused, even after a failure.
             self.next_seq += taken as i64;
-            let records = self.buffer[HEADER_LEN..].to_vec();
-            self.write_batch(first_seq, taken as u32, gate)?;
-            batches.push(EncodedBatch {
-                first_seq,
-                count: taken as u32,
-                records,
-            });
+            batches.push(self.write_batch(first_seq, taken as u32, gate)?);
         }
-        self.file
-            .sync_data()
-            .inspect_err(|e| self.failed = Some(e.to_string()))?;
+        // Each segment written once (an append that crossed into the next segment wrote two).
+        for (i, batch) in batches.iter().enumerate() {
+            if i == 0 || !Arc::ptr_eq(&batch.file, &batches[i - 1].file) {
+                batch
+                    .file
+                    .sync_data()
+                    .inspect_err(|e| self.failed = Some(e.to_string()))?;
+            }
+        }
         Ok(Appended {
             batches,
             last_seq: self.next_seq - 1,
@@ -313,7 +421,9 @@ impl DeliveryLog {
         taken
     }
 
-    fn write_batch(&mut self, first_seq: i64, count: u32, gate: &Gate) -> io::Result<()> {
+    /// Writes the batch in the buffer at the head (in the next segment when it does not fit
+    /// in this one's rest) and says where it is.
+    fn write_batch(&mut self, first_seq: i64, count: u32, gate: &Gate) -> io::Result<LoggedBatch> {
         let payload = &self.buffer[HEADER_LEN..];
         let header = BatchHeader {
             first_seq,
@@ -324,20 +434,30 @@ impl DeliveryLog {
         self.buffer[..HEADER_LEN].copy_from_slice(&header.encode(&self.id));
         let len = (self.buffer.len() as u64).next_multiple_of(BLOCK);
         self.buffer.resize(len as usize, 0);
-        if self.head % self.size + len > self.size {
-            // It does not fit before the end of the ring: start the next lap.
-            self.head = self.head.next_multiple_of(self.size);
+        if self.head % self.segment + len > self.segment {
+            self.head = self.head.next_multiple_of(self.segment);
         }
         // Everything this overwrites was written one ring earlier.
         gate.wait_until_durable(
             (self.head + len).saturating_sub(self.size),
             self.room_timeout,
         )?;
-        self.file
-            .write_all_at(&self.buffer, self.head % self.size)
+        let n = (self.head / self.segment % (self.size / self.segment)) as usize;
+        // A segment that cannot be made leaves nothing written: senders may retry.
+        let file = self.file(n, false)?;
+        let offset = self.head % self.segment;
+        file.write_all_at(&self.buffer, offset)
             .inspect_err(|e| self.failed = Some(e.to_string()))?;
         self.head += len;
-        Ok(())
+        Ok(LoggedBatch {
+            file,
+            offset: offset + HEADER_LEN as u64,
+            len: header.payload_len,
+            crc: header.payload_crc,
+            first_seq,
+            count,
+            end: self.head,
+        })
     }
 }
 
@@ -628,11 +748,15 @@ mod tests {
         (appended.last_seq, appended.end)
     }
 
-    /// A new log of `size` bytes in a temporary directory (kept while the first value lives).
-    fn new_log(size: u64) -> (tempfile::TempDir, std::path::PathBuf, Gate, DeliveryLog) {
+    /// A new log of `segments` segments of `segment` bytes in a temporary directory (kept while
+    /// the first value lives).
+    fn new_log(
+        segment: u64,
+        segments: u64,
+    ) -> (tempfile::TempDir, std::path::PathBuf, Gate, DeliveryLog) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db-log");
-        let log = DeliveryLog::open(&path, size, ID, 0).unwrap();
+        let log = DeliveryLog::open(&path, segment, segments, ID, 0).unwrap();
         (dir, path, Gate::default(), log)
     }
 
@@ -645,7 +769,7 @@ mod tests {
 
     #[test]
     fn what_was_appended_comes_back_after_the_last_applied_delivery() {
-        let (_dir, path, gate, mut log) = new_log(1 << 20);
+        let (_dir, path, gate, mut log) = new_log(1 << 20, 2);
         let mut first: Vec<NewDelivery> = (0..3).map(delivery).collect();
         first[1].query = Some("a=1".into());
         first[1].remote_addr = Some("127.0.0.1:4000".into());
@@ -664,10 +788,14 @@ mod tests {
         let all = recover(&path, &ID, 0).unwrap();
         assert_eq!(seqs(&all), [1, 2, 3, 4, 5]);
         assert_eq!(all.last_seq, 5);
+        let handed_on: Vec<EncodedBatch> = [appended.batches, appended_too.batches]
+            .concat()
+            .iter()
+            .map(|b| b.read().unwrap())
+            .collect();
         assert_eq!(
-            all.batches,
-            [appended.batches, appended_too.batches].concat(),
-            "what an append hands on is what recovery reads"
+            all.batches, handed_on,
+            "what an append hands on reads back as what recovery reads"
         );
         let decoded: Vec<NewDelivery> = all
             .batches
@@ -692,7 +820,7 @@ mod tests {
 
     #[test]
     fn a_torn_batch_and_another_databases_log_are_skipped() {
-        let (dir, path, gate, mut log) = new_log(1 << 20);
+        let (dir, path, gate, mut log) = new_log(1 << 20, 2);
         log.append(&[record(0), record(1)], &gate).unwrap();
         log.append(&[record(2), record(3)], &gate).unwrap();
         log.append(&[record(4)], &gate).unwrap();
@@ -711,24 +839,34 @@ mod tests {
     }
 
     #[test]
-    fn the_ring_overwrites_only_what_the_database_has_made_durable() {
-        // 16 blocks: five batches of three blocks fit, the sixth starts the next lap.
-        let (_dir, path, gate, mut log) = new_log(16 * BLOCK);
+    fn the_ring_runs_through_its_segments_and_overwrites_only_what_the_database_has_made_durable() {
+        // Two segments of 8 blocks: two batches of three blocks fit in each (a batch never
+        // crosses into the next segment), the fifth starts the next lap in the first segment.
+        let (_dir, path, gate, mut log) = new_log(8 * BLOCK, 2);
         log.room_timeout = Duration::from_millis(50);
-        let ends: Vec<u64> = (0..5)
+        let ends: Vec<u64> = (0..4)
             .map(|n| log.append(&[large(n)], &gate).unwrap().end)
             .collect();
-        assert_eq!(ends, [3, 6, 9, 12, 15].map(|blocks| blocks * BLOCK));
+        assert_eq!(ends, [3, 6, 11, 14].map(|blocks| blocks * BLOCK));
+        assert!(
+            segment_path(&path, 1).exists(),
+            "the second segment is made"
+        );
+        assert!(!segment_path(&path, 2).exists());
 
-        let refused = log.append(&[large(5)], &gate).unwrap_err();
+        let refused = log.append(&[large(4)], &gate).unwrap_err();
         assert_eq!(refused.kind(), io::ErrorKind::TimedOut, "{refused}");
-        assert_eq!(seqs(&recover(&path, &ID, 0).unwrap()), [1, 2, 3, 4, 5]);
+        assert_eq!(seqs(&recover(&path, &ID, 0).unwrap()), [1, 2, 3, 4]);
 
         // The database has made the first batch durable: the next lap may overwrite it.
         gate.advance(ends[0]);
-        let appended = log.append(&[large(6)], &gate).unwrap();
-        assert_eq!(ended(&appended), (7, 16 * BLOCK + 3 * BLOCK));
-        assert_eq!(seqs(&recover(&path, &ID, 1).unwrap()), [2, 3, 4, 5, 7]);
+        let appended = log.append(&[large(5)], &gate).unwrap();
+        assert_eq!(ended(&appended), (6, 16 * BLOCK + 3 * BLOCK));
+        assert_eq!(seqs(&recover(&path, &ID, 1).unwrap()), [2, 3, 4, 6]);
+        assert_eq!(
+            appended.batches[0].read().unwrap().decode().unwrap()[0].id,
+            "delivery-5"
+        );
 
         gate.close();
         let closed = log.append(&[large(7)], &gate).unwrap_err();
@@ -737,12 +875,14 @@ mod tests {
 
     #[test]
     fn after_a_failed_write_the_log_takes_nothing_more() {
-        let (_dir, path, gate, mut log) = new_log(1 << 20);
+        let (_dir, path, gate, mut log) = new_log(1 << 20, 2);
         log.append(&[record(0)], &gate).unwrap();
         // The disk refuses the next write (here: the file is open read-only).
-        log.file = File::open(&path).unwrap();
+        log.files[0] = Some(Arc::new(File::open(&path).unwrap()));
         assert!(log.append(&[record(1)], &gate).is_err());
-        log.file = OpenOptions::new().write(true).open(&path).unwrap();
+        log.files[0] = Some(Arc::new(
+            OpenOptions::new().write(true).open(&path).unwrap(),
+        ));
         let refused = log.append(&[record(2)], &gate).unwrap_err();
         assert!(
             refused.to_string().contains("restart Hookscope"),
@@ -752,8 +892,12 @@ mod tests {
     }
 
     #[test]
-    fn the_log_holds_four_of_the_largest_deliveries() {
-        assert_eq!(log_size(1024 * 1024), MIN_SIZE);
-        assert_eq!(log_size(100 * 1024 * 1024), 4 * 101 * 1024 * 1024);
+    fn a_segment_holds_four_of_the_largest_deliveries_and_the_ring_two_gib() {
+        assert_eq!(segment_size(1024 * 1024), MIN_SEGMENT);
+        assert_eq!(segments(MIN_SEGMENT), 32);
+        let segment = segment_size(100 * 1024 * 1024);
+        assert_eq!(segment, 4 * 101 * 1024 * 1024);
+        assert_eq!(segments(segment), 5);
+        assert_eq!(segments(segment_size(1024 * 1024 * 1024)), 2);
     }
 }

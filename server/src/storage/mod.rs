@@ -154,10 +154,12 @@ async fn recover_log(
     // appends with synchronous=NORMAL only and then been killed.
     inbox::make_durable(connection, recovered.last_seq).await?;
     let path = path.to_owned();
-    let size = delivery_log::log_size(max_body);
-    let log =
-        tokio::task::spawn_blocking(move || DeliveryLog::open(&path, size, id, recovered.last_seq))
-            .await??;
+    let segment = delivery_log::segment_size(max_body);
+    let segments = delivery_log::segments(segment);
+    let log = tokio::task::spawn_blocking(move || {
+        DeliveryLog::open(&path, segment, segments, id, recovered.last_seq)
+    })
+    .await??;
     Ok(log)
 }
 

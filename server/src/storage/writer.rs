@@ -21,6 +21,7 @@
 //! how many remain.
 
 use std::{
+    collections::VecDeque,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -31,7 +32,7 @@ use sqlx::{Connection, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    delivery_log::{Appended, DeliveryLog, EncodedBatch, Gate, Record},
+    delivery_log::{Appended, DeliveryLog, EncodedBatch, Gate, LoggedBatch, Record},
     inbox,
 };
 use crate::{envelope::ParsedBody, sources::SourceSlug};
@@ -71,6 +72,8 @@ const IDLE_CHUNK: u64 = 1024;
 const CATCH_UP_EVERY: Duration = Duration::from_secs(1);
 /// How long the apply task waits before trying a failed append or sync again.
 const RETRY: Duration = Duration::from_secs(1);
+/// The most log bytes read back and appended to the inbox in one transaction when catching up.
+const CATCH_UP_BYTES: u64 = 8 * 1024 * 1024;
 /// How long a reader waits for the writer before it gets an error instead.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -134,7 +137,7 @@ enum Job {
 
 /// What the log thread passes to the apply task, in the order it was asked.
 enum Logged {
-    /// Deliveries durable in the log and acknowledged, not yet in SQLite, as the log encoded
+    /// Deliveries durable in the log and acknowledged, not yet in SQLite: where the log holds
     /// them (the deliveries themselves are dropped once logged).
     Deliveries(Appended),
     /// A reader's flush, behind every delivery acknowledged before it was asked.
@@ -158,23 +161,18 @@ impl Writer {
         let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
         let (logged, to_apply) = mpsc::unbounded_channel();
         let gate = Arc::new(Gate::default());
-        let barrier_every = log.size() / 4;
         let applied = Applied {
             seq: log.last_seq(),
             end: 0,
             durable_end: 0,
+            barrier_every: log.size() / 4,
+            defer_limit: log.size() / 2,
         };
         let log_gate = Arc::clone(&gate);
         std::thread::Builder::new()
             .name("delivery-log".into())
             .spawn(move || log_until_stopped(log, queue, logged, &log_gate))?;
-        let task = tokio::spawn(apply_until_stopped(
-            connection,
-            to_apply,
-            gate,
-            applied,
-            barrier_every,
-        ));
+        let task = tokio::spawn(apply_until_stopped(connection, to_apply, gate, applied));
         Ok((Self { jobs }, task))
     }
 
@@ -261,12 +259,58 @@ struct Applied {
     seq: i64,
     end: u64,
     durable_end: u64,
+    /// A FULL commit is due each time this much more of the log is applied.
+    barrier_every: u64,
+    /// How far behind the log the apply task may fall during a burst before it catches up
+    /// while the burst goes on (half the ring: the log waits at the gate a whole ring behind).
+    defer_limit: u64,
 }
 
 impl Applied {
     /// A quarter ring or more is applied and not yet durable: time for a FULL commit.
-    fn sync_due(&self, every: u64) -> bool {
-        self.end - self.durable_end >= every
+    fn sync_due(&self) -> bool {
+        self.end - self.durable_end >= self.barrier_every
+    }
+
+    fn took(&mut self, batch: &LoggedBatch) {
+        self.seq = batch.last_seq();
+        self.end = batch.end;
+    }
+}
+
+/// Batches the log holds that SQLite does not have yet, oldest first. During a burst they wait
+/// here, as places in the log rather than bytes, and SQLite takes them once the queue is quiet
+/// (or a reader asks, or the log is half full): every delivery of a burst is then written once
+/// while the senders wait, to the log, instead of also to SQLite's WAL and database file.
+#[derive(Default)]
+struct Deferred {
+    batches: VecDeque<LoggedBatch>,
+}
+
+impl Deferred {
+    fn deliveries(&self) -> u64 {
+        self.batches.iter().map(|b| u64::from(b.count)).sum()
+    }
+
+    /// How far the newest batch waiting is ahead of what is applied.
+    fn behind(&self, applied: &Applied) -> u64 {
+        self.batches.back().map_or(0, |b| b.end - applied.end)
+    }
+
+    /// The oldest batches, about `bytes` of them (at least one), read back from the log.
+    /// An error means the log could not be read back; the batches stay where they are.
+    fn read_front(&self, bytes: u64) -> std::io::Result<Vec<EncodedBatch>> {
+        let mut taken = 0;
+        let mut batches = Vec::new();
+        for batch in &self.batches {
+            if !batches.is_empty() && taken >= bytes {
+                break;
+            }
+            let read = batch.read()?;
+            taken += read.records.len() as u64;
+            batches.push(read);
+        }
+        Ok(batches)
     }
 }
 
@@ -285,22 +329,22 @@ async fn apply_until_stopped(
     mut to_apply: mpsc::UnboundedReceiver<Logged>,
     gate: Arc<Gate>,
     mut applied: Applied,
-    barrier_every: u64,
 ) {
     let _close = CloseOnDrop(Arc::clone(&gate));
     let mut backlog = inbox::backlog(&mut connection).await.unwrap_or_else(|e| {
         tracing::error!(error = %e, "could not read the inbox backlog");
         0
     });
+    let mut deferred = Deferred::default();
     let mut batch = Vec::new();
     let mut caught_up_at = Instant::now();
     loop {
         // A FULL commit that failed is tried again on a timer: the log may be waiting at the
         // gate for it, and then nothing else would come to trigger a turn.
-        let sync_due = applied.sync_due(barrier_every);
+        let sync_due = applied.sync_due();
         let quiet = if sync_due {
             Some(RETRY)
-        } else if backlog > 0 {
+        } else if backlog > 0 || !deferred.batches.is_empty() {
             Some(IDLE)
         } else {
             None
@@ -315,7 +359,22 @@ async fn apply_until_stopped(
                     continue;
                 }
                 Err(_quiet) => {
-                    backlog = index_while_idle(&mut connection, &to_apply, backlog).await;
+                    let Some((taken, _)) = catch_up(
+                        &mut connection,
+                        &mut deferred,
+                        &mut applied,
+                        Until::Busy,
+                        &mut Vec::new(),
+                        &to_apply,
+                    )
+                    .await
+                    else {
+                        break;
+                    };
+                    backlog += taken;
+                    if deferred.batches.is_empty() {
+                        backlog = index_while_idle(&mut connection, &to_apply, backlog).await;
+                    }
                     caught_up_at = Instant::now();
                     continue;
                 }
@@ -324,41 +383,50 @@ async fn apply_until_stopped(
         if received == 0 {
             break; // the log thread is gone and everything it passed on is applied
         }
-        let (mut batches, mut readers, mut logged) = (Vec::new(), Vec::new(), None);
+        let mut readers = Vec::new();
+        let mut arrived = 0;
+        let nothing_waited = deferred.batches.is_empty();
         for item in batch.drain(..) {
             match item {
                 Logged::Deliveries(appended) => {
-                    logged = Some((appended.last_seq, appended.end));
-                    batches.extend(appended.batches);
+                    arrived += appended
+                        .batches
+                        .iter()
+                        .map(|b| u64::from(b.count))
+                        .sum::<u64>();
+                    deferred.batches.extend(appended.batches);
                 }
                 Logged::Flush(flushed) => readers.push(flushed),
             }
         }
-        let appended: u64 = batches.iter().map(|b| u64::from(b.count)).sum();
+        // A light load is applied and indexed at once, so what was acknowledged is listed at
+        // once; a reader gets everything acknowledged before it. A burst waits in the log.
         let index_now = !readers.is_empty()
-            || (appended <= INLINE_BATCH_LIMIT
+            || (nothing_waited
+                && arrived <= INLINE_BATCH_LIMIT
                 && to_apply.is_empty()
-                && backlog + appended <= INLINE_INDEX_LIMIT);
-        if let Some((last_seq, end)) = logged {
-            applied.seq = last_seq;
-            applied.end = end;
-        }
-        let Some(moved) = apply(
+                && backlog + arrived <= INLINE_INDEX_LIMIT);
+        let until = if index_now {
+            Until::Indexed
+        } else if deferred.behind(&applied) > applied.defer_limit {
+            // Half the ring behind: catch up to a quarter while the burst goes on.
+            Until::Behind(applied.defer_limit / 2)
+        } else {
+            Until::Behind(u64::MAX)
+        };
+        let Some((taken, moved)) = catch_up(
             &mut connection,
-            &batches,
-            applied.seq,
-            index_now,
+            &mut deferred,
+            &mut applied,
+            until,
             &mut readers,
             &to_apply,
         )
         .await
         else {
-            tracing::warn!(
-                "stopping with deliveries not yet applied; the next start recovers them from the log"
-            );
-            return;
+            break;
         };
-        backlog = (backlog + appended).saturating_sub(moved);
+        backlog = (backlog + taken).saturating_sub(moved);
         for reader in readers {
             let _ = reader.send(Ok(backlog));
         }
@@ -371,14 +439,36 @@ async fn apply_until_stopped(
                 .unwrap_or(backlog);
             caught_up_at = Instant::now();
         }
-        if applied.sync_due(barrier_every) {
+        if applied.sync_due() {
             make_durable(&mut connection, &mut applied, &gate).await;
+        }
+    }
+    if !deferred.batches.is_empty() {
+        // The log thread is gone: whatever is still deferred goes to SQLite now, so a stopped
+        // server leaves everything acknowledged in its database.
+        let everything = Until::Behind(0);
+        if let Some((taken, _)) = catch_up(
+            &mut connection,
+            &mut deferred,
+            &mut applied,
+            everything,
+            &mut Vec::new(),
+            &to_apply,
+        )
+        .await
+        {
+            backlog += taken;
         }
     }
     if applied.end > applied.durable_end {
         make_durable(&mut connection, &mut applied, &gate).await;
     }
-    if backlog > 0 {
+    if !deferred.batches.is_empty() {
+        tracing::warn!(
+            deliveries = deferred.deliveries(),
+            "stopping with deliveries not yet applied; the next start recovers them from the log"
+        );
+    } else if backlog > 0 {
         // Durable already; moving it now would hold up the exit. The next start does it.
         tracing::info!(
             backlog,
@@ -387,6 +477,67 @@ async fn apply_until_stopped(
     }
     let _ = connection.close().await;
     tracing::debug!("the writer has stored everything it was given");
+}
+
+/// How far [`catch_up`] goes.
+#[derive(Clone, Copy, PartialEq)]
+enum Until {
+    /// Until the log is at most this many bytes ahead of what is applied.
+    Behind(u64),
+    /// Everything, unless something arrives for the apply task meanwhile (the queue was quiet:
+    /// a burst that starts again waits in the log again).
+    Busy,
+    /// Everything, and then about [`READ_INDEX_LIMIT`] deliveries moved into the tables, in
+    /// the same transaction as the last append: a reader waits, or the load is light.
+    Indexed,
+}
+
+/// Appends the oldest deferred batches to the inbox, [`CATCH_UP_BYTES`] or so per transaction,
+/// as far as `until` says. Returns how many deliveries went into the inbox and how many moved
+/// on into the tables, or `None` when the server stops before the database takes them (the
+/// next start recovers them from the log).
+async fn catch_up(
+    connection: &mut SqliteConnection,
+    deferred: &mut Deferred,
+    applied: &mut Applied,
+    until: Until,
+    readers: &mut Vec<Flushed>,
+    to_apply: &mpsc::UnboundedReceiver<Logged>,
+) -> Option<(u64, u64)> {
+    let (mut taken, mut moved) = (0, 0);
+    let keep = match until {
+        Until::Behind(keep) => keep,
+        Until::Busy | Until::Indexed => 0,
+    };
+    let mut indexed = false;
+    while !deferred.batches.is_empty() && deferred.behind(applied) > keep {
+        if until == Until::Busy && !to_apply.is_empty() {
+            break;
+        }
+        let batches = match deferred.read_front(CATCH_UP_BYTES) {
+            Ok(batches) => batches,
+            Err(e) => {
+                tracing::error!(error = %e, "the delivery log could not be read back; trying again in {} s", RETRY.as_secs());
+                if to_apply.is_closed() {
+                    return None;
+                }
+                tokio::time::sleep(RETRY).await;
+                continue;
+            }
+        };
+        let last_seq = batches.last().map_or(applied.seq, EncodedBatch::last_seq);
+        let index_now = until == Until::Indexed && batches.len() == deferred.batches.len();
+        moved += apply(connection, &batches, last_seq, index_now, readers, to_apply).await?;
+        indexed |= index_now;
+        for batch in deferred.batches.drain(..batches.len()) {
+            applied.took(&batch);
+        }
+        taken += batches.iter().map(|b| u64::from(b.count)).sum::<u64>();
+    }
+    if until == Until::Indexed && !indexed {
+        moved += apply(connection, &[], applied.seq, true, readers, to_apply).await?;
+    }
+    Some((taken, moved))
 }
 
 /// Applies `batches` (see [`write_batch`]), trying again while the database refuses:
