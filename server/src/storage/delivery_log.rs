@@ -224,17 +224,26 @@ impl EncodedBatch {
     }
 }
 
-/// What start-up found in the log beyond what SQLite has applied.
+/// What start-up found in the log beyond what SQLite has applied: where it is, not the bytes
+/// (a crash during a long burst can leave most of the ring to recover).
 pub struct Recovered {
-    /// Every batch with deliveries newer than `applied`, oldest first.
-    pub batches: Vec<EncodedBatch>,
+    /// Every intact batch with deliveries newer than `applied`, oldest first.
+    pub batches: Vec<LoggedBatch>,
+    /// The last delivery SQLite had applied.
+    pub applied: i64,
     /// The highest sequence number the log holds (or `applied`); new batches continue after it.
     pub last_seq: i64,
 }
 
 impl Recovered {
-    pub fn deliveries(&self) -> usize {
-        self.batches.iter().map(|b| b.count as usize).sum()
+    /// Reads `batches` (some of [`Recovered::batches`]) back from the log, without the
+    /// deliveries SQLite already has.
+    pub fn read(&self, batches: &[LoggedBatch]) -> io::Result<Vec<EncodedBatch>> {
+        let mut read = Vec::with_capacity(batches.len());
+        for batch in batches {
+            read.extend(batch.read()?.after(self.applied));
+        }
+        Ok(read)
     }
 }
 
@@ -243,12 +252,13 @@ impl Recovered {
 pub fn recover(path: &Path, id: &LogId, applied: i64) -> io::Result<Recovered> {
     let mut recovered = Recovered {
         batches: Vec::new(),
+        applied,
         last_seq: applied,
     };
     // Segments are created in order, so the first one missing ends the log.
     for n in 0.. {
         match File::open(segment_path(path, n)) {
-            Ok(file) => recover_segment(&file, id, applied, &mut recovered)?,
+            Ok(file) => recover_segment(Arc::new(file), id, &mut recovered)?,
             Err(e) if e.kind() == io::ErrorKind::NotFound => break,
             Err(e) => return Err(e),
         }
@@ -257,13 +267,8 @@ pub fn recover(path: &Path, id: &LogId, applied: i64) -> io::Result<Recovered> {
     Ok(recovered)
 }
 
-/// Adds what one segment holds past `applied` to `recovered`.
-fn recover_segment(
-    file: &File,
-    id: &LogId,
-    applied: i64,
-    recovered: &mut Recovered,
-) -> io::Result<()> {
+/// Adds what one segment holds past what SQLite has applied to `recovered`.
+fn recover_segment(file: Arc<File>, id: &LogId, recovered: &mut Recovered) -> io::Result<()> {
     let size = file.metadata()?.len();
     let mut header = [0; HEADER_LEN];
     let mut offset = 0;
@@ -278,22 +283,22 @@ fn recover_segment(
             offset += BLOCK;
             continue;
         }
-        let last_seq = batch.first_seq + i64::from(batch.count) - 1;
-        if last_seq > applied {
-            let mut payload = vec![0; batch.payload_len as usize];
-            file.read_exact_at(&mut payload, offset + HEADER_LEN as u64)?;
-            let encoded = EncodedBatch {
-                first_seq: batch.first_seq,
-                count: batch.count,
-                records: payload,
-            };
-            if crc32fast::hash(&encoded.records) == batch.payload_crc
-                && encoded.decode().is_some()
-                && let Some(newer) = encoded.after(applied)
-            {
-                recovered.last_seq = recovered.last_seq.max(last_seq);
-                recovered.batches.push(newer);
-            }
+        let logged = LoggedBatch {
+            file: Arc::clone(&file),
+            offset: offset + HEADER_LEN as u64,
+            len: batch.payload_len,
+            crc: batch.payload_crc,
+            first_seq: batch.first_seq,
+            count: batch.count,
+            end,
+        };
+        if logged.last_seq() > recovered.applied
+            // Read once here to know it is intact (a batch torn by a crash was never
+            // acknowledged), and again when it is taken into SQLite, a chunk at a time.
+            && logged.read().is_ok_and(|b| b.decode().is_some())
+        {
+            recovered.last_seq = recovered.last_seq.max(logged.last_seq());
+            recovered.batches.push(logged);
         }
         offset = end.next_multiple_of(BLOCK);
     }
@@ -736,12 +741,20 @@ mod tests {
 
     const ID: LogId = *b"0123456789abcdef";
 
+    /// What recovery gives back, read.
+    fn read_all(recovered: &Recovered) -> Vec<EncodedBatch> {
+        recovered.read(&recovered.batches).unwrap()
+    }
+
     fn seqs(recovered: &Recovered) -> Vec<i64> {
-        recovered
-            .batches
+        read_all(recovered)
             .iter()
             .flat_map(|b| b.first_seq..=b.last_seq())
             .collect()
+    }
+
+    fn deliveries(recovered: &Recovered) -> usize {
+        seqs(recovered).len()
     }
 
     fn ended(appended: &Appended) -> (i64, u64) {
@@ -794,11 +807,11 @@ mod tests {
             .map(|b| b.read().unwrap())
             .collect();
         assert_eq!(
-            all.batches, handed_on,
+            read_all(&all),
+            handed_on,
             "what an append hands on reads back as what recovery reads"
         );
-        let decoded: Vec<NewDelivery> = all
-            .batches
+        let decoded: Vec<NewDelivery> = read_all(&all)
             .iter()
             .flat_map(|b| b.decode().unwrap())
             .collect();
@@ -814,8 +827,11 @@ mod tests {
         // A batch that straddles the last delivery applied keeps only what is newer.
         let after_four = recover(&path, &ID, 4).unwrap();
         assert_eq!(seqs(&after_four), [5]);
-        assert_eq!(after_four.batches[0].decode().unwrap()[0].id, second[1].id);
-        assert_eq!(recover(&path, &ID, 5).unwrap().deliveries(), 0);
+        assert_eq!(
+            read_all(&after_four)[0].decode().unwrap()[0].id,
+            second[1].id
+        );
+        assert_eq!(deliveries(&recover(&path, &ID, 5).unwrap()), 0);
     }
 
     #[test]
@@ -832,10 +848,10 @@ mod tests {
         let recovered = recover(&path, &ID, 0).unwrap();
         assert_eq!(seqs(&recovered), [1, 2, 5]);
         let other = recover(&path, b"another database", 0).unwrap();
-        assert_eq!(other.deliveries(), 0);
+        assert_eq!(deliveries(&other), 0);
         assert_eq!(other.last_seq, 0);
         let missing = recover(&dir.path().join("none"), &ID, 7).unwrap();
-        assert_eq!((missing.deliveries(), missing.last_seq), (0, 7));
+        assert_eq!((deliveries(&missing), missing.last_seq), (0, 7));
     }
 
     #[test]

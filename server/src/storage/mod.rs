@@ -11,6 +11,7 @@ pub mod writer;
 use std::{
     path::{Path, PathBuf},
     str::FromStr,
+    sync::Arc,
     time::Duration,
 };
 
@@ -138,11 +139,20 @@ async fn recover_log(
     let recovered =
         tokio::task::spawn_blocking(move || delivery_log::recover(&read_path, &id, applied))
             .await??;
+    let last_seq = recovered.last_seq;
     if !recovered.batches.is_empty() {
-        let count = recovered.deliveries();
-        for chunk in recovered.batches.chunks(RECOVERED_PER_COMMIT) {
-            let last_seq = chunk.last().map_or(applied, EncodedBatch::last_seq);
-            inbox::append_and_commit(connection, chunk, last_seq).await?;
+        let recovered = Arc::new(recovered);
+        let mut count = 0;
+        for n in (0..recovered.batches.len()).step_by(RECOVERED_PER_COMMIT) {
+            let reading = Arc::clone(&recovered);
+            let chunk = tokio::task::spawn_blocking(move || {
+                let end = (n + RECOVERED_PER_COMMIT).min(reading.batches.len());
+                reading.read(&reading.batches[n..end])
+            })
+            .await??;
+            let chunk_last = chunk.last().map_or(applied, EncodedBatch::last_seq);
+            inbox::append_and_commit(connection, &chunk, chunk_last).await?;
+            count += chunk.iter().map(|b| b.count as usize).sum::<usize>();
         }
         tracing::info!(
             deliveries = count,
@@ -152,12 +162,12 @@ async fn recover_log(
     // Appends start over at the beginning of the ring, so what the database has must be on
     // disk first, even when nothing was recovered: an earlier run may have committed its last
     // appends with synchronous=NORMAL only and then been killed.
-    inbox::make_durable(connection, recovered.last_seq).await?;
+    inbox::make_durable(connection, last_seq).await?;
     let path = path.to_owned();
     let segment = delivery_log::segment_size(max_body);
     let segments = delivery_log::segments(segment);
     let log = tokio::task::spawn_blocking(move || {
-        DeliveryLog::open(&path, segment, segments, id, recovered.last_seq)
+        DeliveryLog::open(&path, segment, segments, id, last_seq)
     })
     .await??;
     Ok(log)

@@ -297,13 +297,15 @@ impl Deferred {
         self.batches.back().map_or(0, |b| b.end - applied.end)
     }
 
-    /// The oldest batches, about `bytes` of them (at least one), read back from the log.
+    /// The oldest batches, read back from the log: at least one, and then more while they add
+    /// up to less than `bytes` and what would be left is more than `keep` bytes of the log.
     /// An error means the log could not be read back; the batches stay where they are.
-    fn read_front(&self, bytes: u64) -> std::io::Result<Vec<EncodedBatch>> {
+    fn read_front(&self, bytes: u64, keep: u64) -> std::io::Result<Vec<EncodedBatch>> {
+        let newest = self.batches.back().map_or(0, |b| b.end);
         let mut taken = 0;
-        let mut batches = Vec::new();
-        for batch in &self.batches {
-            if !batches.is_empty() && taken >= bytes {
+        let mut batches: Vec<EncodedBatch> = Vec::new();
+        for (i, batch) in self.batches.iter().enumerate() {
+            if i > 0 && (taken >= bytes || newest - self.batches[i - 1].end <= keep) {
                 break;
             }
             let read = batch.read()?;
@@ -514,7 +516,7 @@ async fn catch_up(
         if until == Until::Busy && !to_apply.is_empty() {
             break;
         }
-        let batches = match deferred.read_front(CATCH_UP_BYTES) {
+        let batches = match deferred.read_front(CATCH_UP_BYTES, keep) {
             Ok(batches) => batches,
             Err(e) => {
                 tracing::error!(error = %e, "the delivery log could not be read back; trying again in {} s", RETRY.as_secs());
@@ -652,6 +654,7 @@ mod tests {
     use super::*;
     use crate::storage::{
         Store,
+        delivery_log::Gate,
         testing::{self, delivery, open, writer_connection},
     };
 
@@ -747,6 +750,125 @@ mod tests {
         );
         drop(writer);
         task.await.unwrap();
+    }
+
+    /// Where the first delivery of a burst starts, before anything is applied.
+    fn applied_from_the_start(log: &DeliveryLog) -> Applied {
+        Applied {
+            seq: 0,
+            end: 0,
+            durable_end: 0,
+            barrier_every: log.size() / 4,
+            defer_limit: log.size() / 2,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_burst_waits_in_the_log_and_is_taken_into_the_database_as_far_as_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut opened = open(&dir).await;
+        // A burst: three batches of 100 acknowledged, waiting in the log.
+        let gate = Gate::default();
+        let mut deferred = Deferred::default();
+        for first in [0, 100, 200] {
+            let burst: Vec<_> = (first..first + 100).map(delivery).collect();
+            let appended = opened.log.append(&testing::records(&burst), &gate).unwrap();
+            deferred.batches.extend(appended.batches);
+        }
+        let mut applied = applied_from_the_start(&opened.log);
+        let conn = &mut opened.writer_connection;
+        let (sender, to_apply) = mpsc::unbounded_channel();
+
+        // Up to one batch behind: the two oldest go into the inbox, the newest stays.
+        let last_end = deferred.batches[2].end;
+        let first_len = deferred.batches[0].end;
+        let until = Until::Behind(last_end - deferred.batches[1].end);
+        let taken = catch_up(
+            conn,
+            &mut deferred,
+            &mut applied,
+            until,
+            &mut Vec::new(),
+            &to_apply,
+        )
+        .await
+        .unwrap();
+        assert_eq!(taken, (200, 0));
+        assert_eq!((applied.seq, deferred.batches.len()), (200, 1));
+        assert_eq!(inbox::backlog(conn).await.unwrap(), 200);
+        assert_eq!(inbox::log_state(conn).await.unwrap().1, 200);
+        assert!(applied.end > first_len && applied.end < last_end);
+
+        // Taking everything on the idle timer stops as soon as something arrives.
+        let (flushed, _answer) = oneshot::channel();
+        let _ = sender.send(Logged::Flush(flushed));
+        let busy = catch_up(
+            conn,
+            &mut deferred,
+            &mut applied,
+            Until::Busy,
+            &mut Vec::new(),
+            &to_apply,
+        )
+        .await
+        .unwrap();
+        assert_eq!(busy, (0, 0));
+
+        // A reader: everything goes in, and on into the tables.
+        let read = catch_up(
+            conn,
+            &mut deferred,
+            &mut applied,
+            Until::Indexed,
+            &mut Vec::new(),
+            &to_apply,
+        )
+        .await
+        .unwrap();
+        assert_eq!(read, (100, 300));
+        assert!(deferred.batches.is_empty());
+        assert_eq!((applied.seq, applied.end), (300, last_end));
+        assert_eq!(inbox::backlog(conn).await.unwrap(), 0);
+        assert_eq!(count(conn, "deliveries").await, 300);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn everything_sixty_four_senders_were_told_is_stored_is_read_back_and_kept_at_a_stop() {
+        let dir = tempfile::tempdir().unwrap();
+        let opened = open(&dir).await;
+        let (writer, task) = Writer::spawn(opened.writer_connection, opened.log).unwrap();
+        let senders: Vec<_> = (0..64)
+            .map(|s| {
+                let writer = writer.clone();
+                tokio::spawn(async move {
+                    for n in 0..20 {
+                        writer.store(delivery(s * 100 + n)).await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        for sender in senders {
+            sender.await.unwrap();
+        }
+        // A read sees every delivery acknowledged before it, wherever it waited.
+        assert_eq!(writer.flush().await.unwrap(), 0);
+        let listed: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM deliveries")
+            .fetch_one(&opened.store.pool)
+            .await
+            .unwrap();
+        assert_eq!(listed, 64 * 20);
+        // More of them, and a stop: the stopped writer leaves them all in the database.
+        for n in 0..300 {
+            let writer = writer.clone();
+            tokio::spawn(async move { writer.store(delivery(10_000 + n)).await.unwrap() });
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        drop(writer);
+        task.await.unwrap();
+        let mut conn = writer_connection(&dir).await;
+        let stored =
+            count(&mut conn, "deliveries").await + inbox::backlog(&mut conn).await.unwrap();
+        assert_eq!(stored, 64 * 20 + 300);
     }
 
     #[tokio::test]
