@@ -62,6 +62,7 @@ BARE_BIN=${BARE_BIN:-$TARGET_DIR/release/examples/bare_ingest}
 HOOKSCOPE_BIN=${HOOKSCOPE_BIN:-$TARGET_DIR/release/hookscope}
 OHA_VERSION=1.16.0 # newest on crates.io; builds with rustc 1.95 (its MSRV is 1.88)
 REQUEST_TIMEOUT=10 # seconds; a request slower than this counts as failed
+HOOKSCOPE_TOKEN=bench-token-1234
 
 TARGETS=("$@")
 [[ ${#TARGETS[@]} -eq 0 ]] && TARGETS=(bare hookscope)
@@ -215,9 +216,22 @@ event_count() {
   fi
 }
 
+# first_read I: one read of the API after run I, as a person opening the dashboard would do it.
+# A read sees everything acknowledged before it: a burst that waited in the delivery log goes
+# into SQLite first. Writes the seconds the read took to hookscope.read$I.
+first_read() {
+  local start now
+  start=$(date +%s.%N)
+  curl -s -o /dev/null -m 120 -H "Authorization: Bearer $HOOKSCOPE_TOKEN" \
+    "http://127.0.0.1:$port/api/events?limit=1" || echo "warning: the read after run $1 failed" | tee -a "$WORK/warnings" >&2
+  now=$(date +%s.%N)
+  python3 -c "print(round($now - $start, 2))" >"$WORK/hookscope.read$1"
+}
+
 # snapshot NAME I: Hookscope's delivery and event counts after run I (0 warm-up, 1 wrk, 2 oha).
 snapshot() {
   [[ $1 == hookscope ]] || return 0
+  first_read "$2"
   stored_count >"$WORK/hookscope.count$2"
   event_count >"$WORK/hookscope.events$2"
 }
@@ -296,8 +310,8 @@ run_round() {
     log "hookscope: starting $HOOKSCOPE_BIN serve on 127.0.0.1:$port, database $WORK/bench.db"
     check_idle hookscope
     # Run from the repository root, as a user would; the database lives in the temp dir.
-    start_server hookscope env -C "$ROOT" HOOKSCOPE_TOKEN=bench-token-1234 "$HOOKSCOPE_BIN" serve \
-      --listen "127.0.0.1:$port" --database-url "sqlite://$WORK/bench.db" --token bench-token-1234
+    start_server hookscope env -C "$ROOT" "$HOOKSCOPE_BIN" serve \
+      --listen "127.0.0.1:$port" --database-url "sqlite://$WORK/bench.db" --token "$HOOKSCOPE_TOKEN"
     wait_ready hookscope curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/healthz"
     bench_target hookscope "http://127.0.0.1:$port/hooks/keldair"
     log "hookscope: indexing what the load left in the inbox"

@@ -7,7 +7,9 @@ Usage: ingest_report.py WORK_DIR CONNECTIONS DURATION_S
 Reads, for each server that ran (bare, hookscope): NAME.wrk.txt (the WRKRESULT line of
 ingest.lua), NAME.oha.json (oha --output-format json), NAME.mem (VmHWM/VmRSS lines) and, for
 hookscope, the delivery counts taken after the warm-up (count0), the wrk run (count1), the oha
-run (count2) and the graceful stop (count3), the event counts (events0..2) when known, and
+run (count2) and the graceful stop (count3), each taken after one API read (hookscope.read0..2:
+the seconds it took; a read sees everything acknowledged, so what a burst left waiting in the
+delivery log goes into SQLite first), the event counts (events0..2) when known, and
 hookscope.catchup (inbox backlog after the load, seconds and CPU seconds to index it) and
 hookscope.indexed (events and deliveries once it is indexed).
 Exit status: 0 all good; 1 stored deliveries do not match the 2xx answers; 3 a target missed.
@@ -129,6 +131,11 @@ def main():
               f"(allowed {answered:,}..{answered + slack:,}): {'OK' if ok else 'MISMATCH'}")
         if not ok:
             status = 1
+        reads = [read(p(f"hookscope.read{i}")).strip() for i in range(3)
+                 if os.path.exists(p(f"hookscope.read{i}"))]
+        if len(reads) == 3:
+            print(f"first API read after each run (what waited in the delivery log goes into "
+                  f"SQLite first): warm-up {reads[0]} s, wrk {reads[1]} s, oha {reads[2]} s")
         events = [read(p(f"hookscope.events{i}")).strip() for i in range(3)
                   if os.path.exists(p(f"hookscope.events{i}"))]
         if len(events) == 3 and all(e.isdigit() for e in events):

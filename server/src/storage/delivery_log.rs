@@ -1,12 +1,16 @@
 //! The delivery log: where a delivery becomes durable before it is acknowledged.
 //!
-//! A fixed-size file beside the database (`hookscope.db-log`), written once with zeros when it
-//! is created and then used as a ring. The writer appends each batch with one `pwrite` and one
-//! `fdatasync`, and answers the senders; SQLite gets the same deliveries right after, with
-//! `synchronous=NORMAL`, off the acknowledgement path. Overwriting blocks that are already
-//! there is the cheapest durable write this kind of disk offers (no file growth, so no
-//! filesystem journal commit): about 0.15 ms where a commit of SQLite's growing WAL takes 0.5
-//! to 0.9 ms.
+//! Fixed-size segment files beside the database (`hookscope.db-log`, `hookscope.db-log.1`, ...,
+//! 64 MiB each, 2 GiB in all), used in turn as one ring. The writer appends each batch with one
+//! `pwrite` and one `fdatasync`, and answers the senders; SQLite gets the same deliveries later,
+//! read back from the log, with `synchronous=NORMAL`, off the acknowledgement path: at once
+//! under a light load, and after a burst (when the queue is quiet, when a reader asks, or when
+//! the burst has filled half the ring) otherwise, so a burst is written once while its senders
+//! wait. Overwriting blocks that are already there is the cheapest durable write this kind of
+//! disk offers (no file growth, so no filesystem journal commit): about 0.15 ms where a commit
+//! of SQLite's growing WAL takes 0.5 to 0.9 ms. So the first segment is written with zeros when
+//! it is made; the others are made empty (sparse) the first time the ring reaches them, which
+//! costs a few percent on that first lap, and are overwritten from then on.
 //!
 //! The ring never overwrites a delivery that SQLite could still lose: the applying side
 //! advances a [`Gate`] each time it has made what it applied durable (a commit with
@@ -14,9 +18,9 @@
 //! start-up, [`recover`] reads every batch newer than the last one SQLite recorded as applied,
 //! so a crash anywhere between the acknowledgement and SQLite's own sync loses nothing.
 //!
-//! On disk, each batch starts on a 4 KiB boundary: a header (magic, the log's id, the first
-//! sequence number, the count, the payload's length and CRC-32, and the header's own CRC-32),
-//! then the deliveries, encoded field by field. A batch whose header or payload does not check
+//! On disk, each batch starts on a 4 KiB boundary and lies within one segment: a header (magic,
+//! the log's id, the first sequence number, the count, the payload's length and CRC-32, and the
+//! header's own CRC-32), then the deliveries, encoded field by field. A batch whose header or payload does not check
 //! out (torn by a crash) is skipped: it was never acknowledged. So is every delivery at or
 //! below the sequence number SQLite recorded as applied (batches left from an earlier lap or
 //! an earlier run): it is in SQLite already. The log's id is random per database, so the log

@@ -4,12 +4,15 @@
 //!    encoded by its sender as a [`Record`]), appends it to the
 //!    [delivery log](super::delivery_log) with one write and one `fdatasync`, and only then
 //!    answers every waiting sender. Under load, batches grow by themselves, so one sync covers
-//!    many deliveries.
-//! 2. **The apply task** appends what the log passed on to the inbox table, one row per log
-//!    batch holding the log's own encoding of its deliveries, in one SQLite transaction per
-//!    turn, with `synchronous=NORMAL`: the log has made it durable already.
-//!    Every quarter of the log's size it commits once with `synchronous=FULL` and opens the
-//!    log's [`Gate`] that far, so the ring may overwrite what SQLite now keeps for good.
+//!    many deliveries. It tells the apply task where in the log each batch is.
+//! 2. **The apply task** reads the batches back from the log and appends them to the inbox
+//!    table, one row per log batch holding the log's own encoding of its deliveries, with
+//!    `synchronous=NORMAL`: the log has made them durable already. Under a light load it does so
+//!    at once; during a burst the batches wait in the log ([`Deferred`]), and SQLite takes them
+//!    once the queue is quiet for `IDLE`, when a reader asks, or when the burst has filled half
+//!    the log (then it catches up while the burst goes on). Every quarter of the log's size it
+//!    commits once with `synchronous=FULL` and opens the log's [`Gate`] that far, so the ring
+//!    may overwrite what SQLite now keeps for good.
 //!
 //! Moving the inbox into `events` and `deliveries` costs far more than the append (decoding, and a
 //! random page of the dedupe index per event). When nobody else is waiting and the inbox holds
@@ -17,8 +20,8 @@
 //! once. Under load it only appends, and moves the backlog in chunks once the queue has been quiet
 //! for `IDLE`, at least one chunk every `CATCH_UP_EVERY` while deliveries keep coming, and at the
 //! next start whatever a shutdown left there. A reader's flush travels through both stages behind
-//! every delivery acknowledged before it, moves about `READ_INDEX_LIMIT` deliveries, and is told
-//! how many remain.
+//! every delivery acknowledged before it, takes everything waiting in the log into the inbox,
+//! moves about `READ_INDEX_LIMIT` deliveries, and is told how many remain.
 
 use std::{
     collections::VecDeque,
@@ -68,8 +71,11 @@ const IDLE: Duration = if cfg!(test) {
 const IDLE_CHUNK: u64 = 1024;
 /// The longest the inbox goes without a chunk moved while deliveries keep coming (a steady
 /// load never leaves the queue quiet for `IDLE`): at least `IDLE_CHUNK` a second get indexed,
-/// at about 5% of one core.
+/// and about as many taken from the log into the inbox, at about 5% of one core.
 const CATCH_UP_EVERY: Duration = Duration::from_secs(1);
+/// About how much of the log the apply task takes into the inbox every `CATCH_UP_EVERY` while
+/// a burst goes on: about as many deliveries as `IDLE_CHUNK`.
+const TICK_BYTES: u64 = 2 * 1024 * 1024;
 /// How long the apply task waits before trying a failed append or sync again.
 const RETRY: Duration = Duration::from_secs(1);
 /// The most log bytes read back and appended to the inbox in one transaction when catching up.
@@ -432,10 +438,28 @@ async fn apply_until_stopped(
         for reader in readers {
             let _ = reader.send(Ok(backlog));
         }
-        if moved > 0 || backlog == 0 {
+        if moved > 0 || (backlog == 0 && deferred.batches.is_empty()) {
             caught_up_at = Instant::now();
         } else if caught_up_at.elapsed() >= CATCH_UP_EVERY {
-            // A steady load may never leave the queue quiet for IDLE: move a chunk anyway.
+            // A steady load may never leave the queue quiet for IDLE: take a chunk from the
+            // log and move one into the tables anyway, so the tables trail by seconds, not by
+            // half the log.
+            let behind = deferred.behind(&applied);
+            let tick = Until::Behind(behind.saturating_sub(TICK_BYTES));
+            let no_readers = &mut Vec::new();
+            let Some((taken, _)) = catch_up(
+                &mut connection,
+                &mut deferred,
+                &mut applied,
+                tick,
+                no_readers,
+                &to_apply,
+            )
+            .await
+            else {
+                break;
+            };
+            backlog += taken;
             backlog = move_chunk(&mut connection, backlog)
                 .await
                 .unwrap_or(backlog);
