@@ -93,6 +93,8 @@ pub struct DeliveryLog {
     path: PathBuf,
     /// The segment files, opened (and created) as the head first reaches them.
     files: Vec<Option<Arc<File>>>,
+    /// The segment after the newest one open, being made ready while the log writes.
+    next: Option<(usize, std::thread::JoinHandle<io::Result<File>>)>,
     segment: u64,
     /// The whole ring: every segment.
     size: u64,
@@ -324,6 +326,7 @@ impl DeliveryLog {
         let mut log = Self {
             path: path.to_owned(),
             files: vec![None; segments as usize],
+            next: None,
             segment,
             size: segment * segments,
             id,
@@ -334,41 +337,45 @@ impl DeliveryLog {
             room_timeout: ROOM_TIMEOUT,
             buffer: Vec::new(),
         };
-        // The first segment is written with zeros when it is made, so even the first
-        // deliveries only overwrite blocks the file has; later ones start sparse and are
-        // filled by their first lap (a zero-filled segment would stall the appends while it is
-        // written).
-        log.file(0, true)?;
+        // Every segment is written with zeros when it is made (the next one on a thread of its
+        // own once the log has written half of the one before), so appends only overwrite
+        // blocks the file has.
+        log.file(0)?;
         Ok(log)
     }
 
     /// Segment `n`'s file, opened (and made, when missing or of another size) on first use.
-    fn file(&mut self, n: usize, zero_filled: bool) -> io::Result<Arc<File>> {
+    fn file(&mut self, n: usize) -> io::Result<Arc<File>> {
         if let Some(file) = &self.files[n] {
             return Ok(Arc::clone(file));
         }
-        let path = segment_path(&self.path, n as u64);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)?;
-        if file.metadata()?.len() != self.segment {
-            if zero_filled {
-                zero_fill(&file, self.segment)?;
-            } else {
-                file.set_len(0)?;
-                file.set_len(self.segment)?;
-                file.sync_all()?;
+        let file = match self.next.take() {
+            Some((next, preparing)) if next == n => preparing
+                .join()
+                .map_err(|_| io::Error::other("the thread preparing a log segment panicked"))??,
+            other => {
+                self.next = other;
+                prepare_segment(&segment_path(&self.path, n as u64), self.segment)?
             }
-            // Make the new file's name durable too, before anything relies on it.
-            let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
-            File::open(dir.unwrap_or(Path::new(".")))?.sync_all()?;
-        }
+        };
         let file = Arc::new(file);
         self.files[n] = Some(Arc::clone(&file));
         Ok(file)
+    }
+
+    /// Starts making segment `n` ready, unless it is open already (a later lap) or past the end.
+    fn prepare_next(&mut self, n: usize) {
+        if n >= self.files.len() || self.files[n].is_some() || self.next.is_some() {
+            return;
+        }
+        let (path, size) = (segment_path(&self.path, n as u64), self.segment);
+        let preparing = std::thread::Builder::new()
+            .name("delivery-log-prepare".into())
+            .spawn(move || prepare_segment(&path, size));
+        // Without the thread, the segment is made when it is reached.
+        if let Ok(preparing) = preparing {
+            self.next = Some((n, preparing));
+        }
     }
 
     /// The ring's size in bytes: how far the log may run ahead of SQLite.
@@ -453,10 +460,14 @@ impl DeliveryLog {
         )?;
         let n = (self.head / self.segment % (self.size / self.segment)) as usize;
         // A segment that cannot be made leaves nothing written: senders may retry.
-        let file = self.file(n, false)?;
+        let file = self.file(n)?;
         let offset = self.head % self.segment;
         file.write_all_at(&self.buffer, offset)
             .inspect_err(|e| self.failed = Some(e.to_string()))?;
+        if offset + len > self.segment / 2 {
+            // Half of this segment written: make the next ready while the rest is written.
+            self.prepare_next(n + 1);
+        }
         self.head += len;
         Ok(LoggedBatch {
             file,
@@ -470,6 +481,23 @@ impl DeliveryLog {
     }
 }
 
+/// Opens the segment file at `path`, and when it is missing or of another size makes it `size`
+/// bytes of zeros, durably, its name included.
+fn prepare_segment(path: &Path, size: u64) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)?;
+    if file.metadata()?.len() != size {
+        zero_fill(&file, size)?;
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+        File::open(dir.unwrap_or(Path::new(".")))?.sync_all()?;
+    }
+    Ok(file)
+}
+
 /// Writes `size` zero bytes over the whole file and syncs it, so later writes only overwrite.
 fn zero_fill(file: &File, size: u64) -> io::Result<()> {
     file.set_len(0)?;
@@ -478,6 +506,9 @@ fn zero_fill(file: &File, size: u64) -> io::Result<()> {
     while offset < size {
         let n = zeros.len().min((size - offset) as usize);
         file.write_all_at(&zeros[..n], offset)?;
+        // A mebibyte at a time to the disk: a segment made while the log writes must not hold
+        // up the log's own syncs behind a long writeback.
+        file.sync_data()?;
         offset += n as u64;
     }
     file.sync_all()
@@ -740,6 +771,8 @@ impl<'a> Decoder<'a> {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::MetadataExt;
+
     use super::*;
     use crate::storage::testing::{delivery, record, records};
 
@@ -868,10 +901,11 @@ mod tests {
             .map(|n| log.append(&[large(n)], &gate).unwrap().end)
             .collect();
         assert_eq!(ends, [3, 6, 11, 14].map(|blocks| blocks * BLOCK));
-        assert!(
-            segment_path(&path, 1).exists(),
-            "the second segment is made"
-        );
+        // The second segment was made before the log reached it, written with zeros: every
+        // block is there, so appends overwrite and never allocate.
+        let second = std::fs::metadata(segment_path(&path, 1)).unwrap();
+        assert_eq!(second.len(), 8 * BLOCK);
+        assert!(second.blocks() * 512 >= 8 * BLOCK, "not sparse");
         assert!(!segment_path(&path, 2).exists());
 
         let refused = log.append(&[large(4)], &gate).unwrap_err();
