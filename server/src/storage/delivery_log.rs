@@ -175,10 +175,54 @@ pub struct Record(Vec<u8>);
 
 impl Record {
     pub fn encode(delivery: &NewDelivery) -> Self {
-        // Room for the body and headers and the short fields, so the buffer is allocated once.
-        let mut bytes = Vec::with_capacity(delivery.body.len() + delivery.headers_json.len() + 512);
+        Self::encode_into(Vec::new(), delivery)
+    }
+
+    /// Encodes `delivery` into `bytes` (emptied first), a buffer a [`Record`] had before.
+    pub fn encode_into(mut bytes: Vec<u8>, delivery: &NewDelivery) -> Self {
+        bytes.clear();
+        // Room for the body and headers and the short fields, so the buffer grows at most once.
+        bytes.reserve(delivery.body.len() + delivery.headers_json.len() + 512);
         encode(&mut bytes, delivery);
         Self(bytes)
+    }
+
+    /// The buffer, for the next record.
+    pub fn into_buffer(self) -> Vec<u8> {
+        self.0
+    }
+}
+
+/// Buffers of records the log has written, for the next ones: with records made on the HTTP
+/// threads and dropped on the log thread, a fresh allocation per delivery was a trip through
+/// glibc's shared arena and its consolidation of freed chunks.
+#[derive(Default)]
+pub struct RecordBuffers(Mutex<Vec<Vec<u8>>>);
+
+impl RecordBuffers {
+    /// At most this many buffers are kept: a batch's worth.
+    const KEPT: usize = 1024;
+    /// A buffer larger than this (a large body went through it) is freed rather than kept.
+    const LARGEST_KEPT: usize = 64 * 1024;
+
+    pub fn take(&self) -> Vec<u8> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop()
+            .unwrap_or_default()
+    }
+
+    pub fn give_back(&self, records: impl Iterator<Item = Record>) {
+        let mut kept = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        for Record(bytes) in records {
+            if kept.len() >= Self::KEPT {
+                break;
+            }
+            if bytes.capacity() <= Self::LARGEST_KEPT {
+                kept.push(bytes);
+            }
+        }
     }
 }
 

@@ -35,7 +35,7 @@ use sqlx::{Connection, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    delivery_log::{Appended, DeliveryLog, EncodedBatch, Gate, LoggedBatch, Record},
+    delivery_log::{Appended, DeliveryLog, EncodedBatch, Gate, LoggedBatch, Record, RecordBuffers},
     inbox,
 };
 use crate::{envelope::ParsedBody, sources::SourceSlug};
@@ -155,6 +155,7 @@ enum Logged {
 #[derive(Clone)]
 pub struct Writer {
     jobs: mpsc::Sender<Job>,
+    buffers: Arc<RecordBuffers>,
 }
 
 impl Writer {
@@ -175,16 +176,18 @@ impl Writer {
             defer_limit: log.size() / 2,
         };
         let log_gate = Arc::clone(&gate);
+        let buffers = Arc::new(RecordBuffers::default());
+        let log_buffers = Arc::clone(&buffers);
         std::thread::Builder::new()
             .name("delivery-log".into())
-            .spawn(move || log_until_stopped(log, queue, logged, &log_gate))?;
+            .spawn(move || log_until_stopped(log, queue, logged, &log_gate, &log_buffers))?;
         let task = tokio::spawn(apply_until_stopped(connection, to_apply, gate, applied));
-        Ok((Self { jobs }, task))
+        Ok((Self { jobs, buffers }, task))
     }
 
     /// Stores `delivery` and returns once it is on disk.
     pub async fn store(&self, delivery: NewDelivery) -> Result<(), WriteError> {
-        let record = Record::encode(&delivery);
+        let record = Record::encode_into(self.buffers.take(), &delivery);
         drop(delivery); // here, on the thread that made it
         let (done, stored) = oneshot::channel();
         self.send(Job::Store(record, done), stored).await
@@ -216,6 +219,7 @@ fn log_until_stopped(
     mut queue: mpsc::Receiver<Job>,
     to_apply: mpsc::UnboundedSender<Logged>,
     gate: &Gate,
+    buffers: &RecordBuffers,
 ) {
     let mut jobs = Vec::with_capacity(MAX_BATCH);
     while queue.blocking_recv_many(&mut jobs, MAX_BATCH) > 0 {
@@ -248,6 +252,7 @@ fn log_until_stopped(
             for sender in senders {
                 let _ = sender.send(answer.clone());
             }
+            buffers.give_back(records.into_iter());
         }
         for reader in readers {
             if let Err(mpsc::error::SendError(Logged::Flush(reader))) =
