@@ -237,9 +237,16 @@ async fn answer(outcome: Outcome, id: &str, settings: &SourceSettings, limit: us
                 tokio::time::sleep(Duration::from_millis(custom.delay_ms)).await;
                 with_delivery_id((custom.status, custom.body.clone()).into_response(), id)
             }
-            None => with_delivery_id(Json(json!({ "deliveryId": id })).into_response(), id),
+            None => with_delivery_id(Json(Kept { delivery_id: id }).into_response(), id),
         },
     }
+}
+
+/// The default answer to a delivery kept: `{"deliveryId": "..."}`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Kept<'a> {
+    delivery_id: &'a str,
 }
 
 fn error_response(status: StatusCode, message: &str, id: Option<&str>) -> Response {
