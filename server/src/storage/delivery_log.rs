@@ -382,7 +382,7 @@ impl DeliveryLog {
             buffer: Vec::new(),
         };
         // Every segment is written with zeros when it is made (the next one on a thread of its
-        // own once the log has written half of the one before), so appends only overwrite
+        // own once the log has written an eighth of the one before), so appends only overwrite
         // blocks the file has.
         log.file(0)?;
         Ok(log)
@@ -508,8 +508,10 @@ impl DeliveryLog {
         let offset = self.head % self.segment;
         file.write_all_at(&self.buffer, offset)
             .inspect_err(|e| self.failed = Some(e.to_string()))?;
-        if offset + len > self.segment / 2 {
-            // Half of this segment written: make the next ready while the rest is written.
+        if offset + len > self.segment / 8 {
+            // An eighth of this segment written (more than a light load writes in a while):
+            // make the next ready while the rest is written. Started any later, a burst could
+            // reach the next segment before it is ready, and wait for it.
             self.prepare_next(n + 1);
         }
         self.head += len;
