@@ -20,11 +20,11 @@
 //!
 //! On disk, each batch starts on a 4 KiB boundary and lies within one segment: a header (magic,
 //! the log's id, the first sequence number, the count, the payload's length and CRC-32, and the
-//! header's own CRC-32), then the deliveries, encoded field by field. A batch whose header or payload does not check
-//! out (torn by a crash) is skipped: it was never acknowledged. So is every delivery at or
-//! below the sequence number SQLite recorded as applied (batches left from an earlier lap or
-//! an earlier run): it is in SQLite already. The log's id is random per database, so the log
-//! of another database is never recovered into this one.
+//! header's own CRC-32), then the deliveries, encoded field by field. A batch whose header or
+//! payload does not check out (torn by a crash) is skipped: it was never acknowledged. So is
+//! every delivery at or below the sequence number SQLite recorded as applied (batches left from
+//! an earlier lap or an earlier run): it is in SQLite already. The log's id is random per
+//! database, so the log of another database is never recovered into this one.
 //!
 //! A failed write or sync makes the log refuse every later append (its senders get errors
 //! and retry) until a restart recovers it: after a failed `fdatasync`, what the kernel holds
