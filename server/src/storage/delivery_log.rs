@@ -113,15 +113,6 @@ pub struct DeliveryLog {
     buffer: Vec<u8>,
 }
 
-/// What an append wrote: the batches (usually one), the last sequence number, and where in
-/// the ring it ended.
-#[derive(Debug)]
-pub struct Appended {
-    pub batches: Vec<LoggedBatch>,
-    pub last_seq: i64,
-    pub end: u64,
-}
-
 /// Where a batch the log holds is, so that it can be read back: the applying side is handed
 /// this, not the bytes, and reads the batch when it takes it into SQLite (at once when the
 /// load is light, after a burst otherwise). The gate keeps the ring from overwriting it until
@@ -174,6 +165,7 @@ impl LoggedBatch {
 pub struct Record(Vec<u8>);
 
 impl Record {
+    #[cfg(test)]
     pub fn encode(delivery: &NewDelivery) -> Self {
         Self::encode_into(Vec::new(), delivery)
     }
@@ -434,7 +426,8 @@ impl DeliveryLog {
 
     /// Writes `records` and syncs them to disk; once this returns they survive a crash.
     /// Waits at `gate` while SQLite has not yet made durable what this would overwrite.
-    pub fn append(&mut self, records: &[Record], gate: &Gate) -> io::Result<Appended> {
+    /// Returns where the batches it wrote are (usually one).
+    pub fn append(&mut self, records: &[Record], gate: &Gate) -> io::Result<Vec<LoggedBatch>> {
         if let Some(why) = &self.failed {
             return Err(io::Error::other(format!(
                 "the delivery log failed earlier ({why}); restart Hookscope to recover it"
@@ -459,11 +452,7 @@ impl DeliveryLog {
                     .inspect_err(|e| self.failed = Some(e.to_string()))?;
             }
         }
-        Ok(Appended {
-            batches,
-            last_seq: self.next_seq - 1,
-            end: self.head,
-        })
+        Ok(batches)
     }
 
     /// Copies as many of `records` as fit in one batch (at least one) after a blank header.
@@ -840,8 +829,10 @@ mod tests {
         seqs(recovered).len()
     }
 
-    fn ended(appended: &Appended) -> (i64, u64) {
-        (appended.last_seq, appended.end)
+    /// The last delivery an append wrote, and where in the ring it ended.
+    fn ended(appended: &[LoggedBatch]) -> (i64, u64) {
+        let last = appended.last().unwrap();
+        (last.last_seq(), last.end)
     }
 
     /// A new log of `segments` segments of `segment` bytes in a temporary directory (kept while
@@ -879,12 +870,12 @@ mod tests {
         assert_eq!(ended(&appended), (3, BLOCK));
         let second: Vec<NewDelivery> = (3..5).map(delivery).collect();
         let appended_too = log.append(&records(&second), &gate).unwrap();
-        assert_eq!(appended_too.last_seq, 5);
+        assert_eq!(ended(&appended_too).0, 5);
 
         let all = recover(&path, &ID, 0).unwrap();
         assert_eq!(seqs(&all), [1, 2, 3, 4, 5]);
         assert_eq!(all.last_seq, 5);
-        let handed_on: Vec<EncodedBatch> = [appended.batches, appended_too.batches]
+        let handed_on: Vec<EncodedBatch> = [appended, appended_too]
             .concat()
             .iter()
             .map(|b| b.read().unwrap())
@@ -944,7 +935,7 @@ mod tests {
         let (_dir, path, gate, mut log) = new_log(8 * BLOCK, 2);
         log.room_timeout = Duration::from_millis(50);
         let ends: Vec<u64> = (0..4)
-            .map(|n| log.append(&[large(n)], &gate).unwrap().end)
+            .map(|n| ended(&log.append(&[large(n)], &gate).unwrap()).1)
             .collect();
         assert_eq!(ends, [3, 6, 11, 14].map(|blocks| blocks * BLOCK));
         // The second segment was made before the log reached it, written with zeros: every
@@ -964,7 +955,7 @@ mod tests {
         assert_eq!(ended(&appended), (6, 16 * BLOCK + 3 * BLOCK));
         assert_eq!(seqs(&recover(&path, &ID, 1).unwrap()), [2, 3, 4, 6]);
         assert_eq!(
-            appended.batches[0].read().unwrap().decode().unwrap()[0].id,
+            appended[0].read().unwrap().decode().unwrap()[0].id,
             "delivery-5"
         );
 

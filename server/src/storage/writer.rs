@@ -35,7 +35,7 @@ use sqlx::{Connection, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    delivery_log::{Appended, DeliveryLog, EncodedBatch, Gate, LoggedBatch, Record, RecordBuffers},
+    delivery_log::{DeliveryLog, EncodedBatch, Gate, LoggedBatch, Record, RecordBuffers},
     inbox,
 };
 use crate::{envelope::ParsedBody, sources::SourceSlug};
@@ -145,7 +145,7 @@ enum Job {
 enum Logged {
     /// Deliveries durable in the log and acknowledged, not yet in SQLite: where the log holds
     /// them (the deliveries themselves are dropped once logged).
-    Deliveries(Appended),
+    Deliveries(Vec<LoggedBatch>),
     /// A reader's flush, behind every delivery acknowledged before it was asked.
     Flush(Flushed),
 }
@@ -402,12 +402,8 @@ async fn apply_until_stopped(
         for item in batch.drain(..) {
             match item {
                 Logged::Deliveries(appended) => {
-                    arrived += appended
-                        .batches
-                        .iter()
-                        .map(|b| u64::from(b.count))
-                        .sum::<u64>();
-                    deferred.batches.extend(appended.batches);
+                    arrived += appended.iter().map(|b| u64::from(b.count)).sum::<u64>();
+                    deferred.batches.extend(appended);
                 }
                 Logged::Flush(flushed) => readers.push(flushed),
             }
@@ -802,7 +798,7 @@ mod tests {
         for first in [0, 100, 200] {
             let burst: Vec<_> = (first..first + 100).map(delivery).collect();
             let appended = opened.log.append(&testing::records(&burst), &gate).unwrap();
-            deferred.batches.extend(appended.batches);
+            deferred.batches.extend(appended);
         }
         let mut applied = applied_from_the_start(&opened.log);
         let conn = &mut opened.writer_connection;
