@@ -4,6 +4,7 @@
 //! connection, so SQLite never sees two writers.
 
 mod delivery_log;
+mod direct_io;
 mod events;
 mod inbox;
 pub mod writer;
