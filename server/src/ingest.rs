@@ -57,6 +57,10 @@ pub async fn receive(
     };
     let settings = state.sources.settings(&slug);
     let delivery = capture(&parts, slug, received_at, body, &settings, state.max_body);
+    // The request's headers and URI share hyper's read buffer. Let go of them before waiting on
+    // the writer, so that the connection's next read reuses that buffer: held, it made hyper
+    // allocate a new one for every request (malloc and free took 5% of the machine).
+    drop(parts);
     let id = delivery.id.clone();
     let outcome = if delivery.too_large {
         Outcome::TooLarge
