@@ -137,31 +137,72 @@ pub struct LoggedBatch {
 impl LoggedBatch {
     /// The batch's deliveries as the log encoded them, read back from the log.
     pub fn read(&self) -> io::Result<EncodedBatch> {
-        // Whole blocks from the batch's start, as direct I/O reads them.
-        let start = self.offset - HEADER_LEN as u64;
-        let payload = HEADER_LEN..HEADER_LEN + self.len as usize;
-        let mut blocks = AlignedBuffer::zeroed(payload.end.next_multiple_of(BLOCK as usize));
-        self.file.read_exact_at(&mut blocks, start)?;
-        let records = blocks[payload].to_vec();
-        if crc32fast::hash(&records) != self.crc {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!(
-                    "the delivery log's batch from #{} no longer reads back as written",
-                    self.first_seq
-                ),
-            ));
-        }
-        Ok(EncodedBatch {
-            first_seq: self.first_seq,
-            count: self.count,
-            records,
-        })
+        let mut read = read_batches(std::slice::from_ref(self), &mut AlignedBuffer::default())?;
+        Ok(read.remove(0))
+    }
+
+    /// The size of the batch's deliveries as the log encoded them.
+    pub fn payload_len(&self) -> u32 {
+        self.len
+    }
+
+    /// Where the batch starts (its header) in its segment: on a block boundary.
+    fn start(&self) -> u64 {
+        self.offset - HEADER_LEN as u64
+    }
+
+    /// Where the batch's last block ends in its segment.
+    fn blocks_end(&self) -> u64 {
+        (self.offset + u64::from(self.len)).next_multiple_of(BLOCK)
     }
 
     pub fn last_seq(&self) -> i64 {
         self.first_seq + i64::from(self.count) - 1
     }
+}
+
+/// Reads `batches` back from the log, in order, with one read for each run of them that lie
+/// one after the other in a segment (a burst's batches do), into `buffer`, which is kept for the
+/// next call (direct I/O reads whole blocks into aligned memory).
+pub fn read_batches(
+    batches: &[LoggedBatch],
+    buffer: &mut AlignedBuffer,
+) -> io::Result<Vec<EncodedBatch>> {
+    let mut read = Vec::with_capacity(batches.len());
+    let mut rest = batches;
+    while let Some(first) = rest.first() {
+        let run = 1 + rest
+            .windows(2)
+            .take_while(|w| {
+                Arc::ptr_eq(&w[0].file, &w[1].file) && w[0].blocks_end() == w[1].start()
+            })
+            .count();
+        let (run, after) = rest.split_at(run);
+        rest = after;
+        let start = first.start();
+        let end = run.last().map_or(start, LoggedBatch::blocks_end);
+        buffer.resize((end - start) as usize);
+        first.file.read_exact_at(buffer, start)?;
+        for batch in run {
+            let at = (batch.offset - start) as usize;
+            let records = &buffer[at..at + batch.len as usize];
+            if crc32fast::hash(records) != batch.crc {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "the delivery log's batch from #{} no longer reads back as written",
+                        batch.first_seq
+                    ),
+                ));
+            }
+            read.push(EncodedBatch {
+                first_seq: batch.first_seq,
+                count: batch.count,
+                records: records.to_vec(),
+            });
+        }
+    }
+    Ok(read)
 }
 
 /// One delivery as the log encodes it. The handler encodes its delivery on its own thread and
@@ -289,11 +330,11 @@ impl Recovered {
     /// Reads `batches` (some of [`Recovered::batches`]) back from the log, without the
     /// deliveries SQLite already has.
     pub fn read(&self, batches: &[LoggedBatch]) -> io::Result<Vec<EncodedBatch>> {
-        let mut read = Vec::with_capacity(batches.len());
-        for batch in batches {
-            read.extend(batch.read()?.after(self.applied));
-        }
-        Ok(read)
+        let read = read_batches(batches, &mut AlignedBuffer::default())?;
+        Ok(read
+            .into_iter()
+            .filter_map(|b| b.after(self.applied))
+            .collect())
     }
 }
 
@@ -912,6 +953,38 @@ mod tests {
             second[1].id
         );
         assert_eq!(deliveries(&recover(&path, &ID, 5).unwrap()), 0);
+    }
+
+    #[test]
+    fn batches_side_by_side_are_read_back_together_and_each_is_checked() {
+        // Two segments of 8 blocks: batches of three blocks, the third in the second segment.
+        let (_dir, path, gate, mut log) = new_log(8 * BLOCK, 2);
+        let appended: Vec<LoggedBatch> = (0..4)
+            .flat_map(|n| log.append(&[large(n)], &gate).unwrap())
+            .collect();
+        let mut buffer = AlignedBuffer::default();
+        let read = read_batches(&appended, &mut buffer).unwrap();
+        let ids: Vec<String> = read
+            .iter()
+            .map(|b| b.decode().unwrap().remove(0).id)
+            .collect();
+        assert_eq!(
+            ids,
+            ["delivery-0", "delivery-1", "delivery-2", "delivery-3"]
+        );
+        let one_by_one: Vec<EncodedBatch> = appended.iter().map(|b| b.read().unwrap()).collect();
+        assert_eq!(read, one_by_one);
+
+        // The second batch no longer reads back as written: its run fails, naming it.
+        let file = OpenOptions::new().write(true).open(&path).unwrap();
+        file.write_all_at(b"bad", 3 * BLOCK + HEADER_LEN as u64 + 20)
+            .unwrap();
+        let failed = read_batches(&appended, &mut buffer).unwrap_err();
+        assert!(failed.to_string().contains("#2"), "{failed}");
+        assert_eq!(
+            read_batches(&appended[2..], &mut buffer).unwrap(),
+            read[2..]
+        );
     }
 
     #[test]

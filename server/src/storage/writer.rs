@@ -35,7 +35,10 @@ use sqlx::{Connection, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    delivery_log::{DeliveryLog, EncodedBatch, Gate, LoggedBatch, Record, RecordBuffers},
+    delivery_log::{
+        DeliveryLog, EncodedBatch, Gate, LoggedBatch, Record, RecordBuffers, read_batches,
+    },
+    direct_io::AlignedBuffer,
     inbox,
 };
 use crate::{envelope::ParsedBody, sources::SourceSlug};
@@ -296,6 +299,8 @@ impl Applied {
 #[derive(Default)]
 struct Deferred {
     batches: VecDeque<LoggedBatch>,
+    /// Where batches are read back into, kept from one read to the next.
+    buffer: AlignedBuffer,
 }
 
 impl Deferred {
@@ -311,19 +316,17 @@ impl Deferred {
     /// The oldest batches, read back from the log: at least one, and then more while they add
     /// up to less than `bytes` and what would be left is more than `keep` bytes of the log.
     /// An error means the log could not be read back; the batches stay where they are.
-    fn read_front(&self, bytes: u64, keep: u64) -> std::io::Result<Vec<EncodedBatch>> {
+    fn read_front(&mut self, bytes: u64, keep: u64) -> std::io::Result<Vec<EncodedBatch>> {
         let newest = self.batches.back().map_or(0, |b| b.end);
-        let mut taken = 0;
-        let mut batches: Vec<EncodedBatch> = Vec::new();
+        let (mut taken, mut count) = (0, 0);
         for (i, batch) in self.batches.iter().enumerate() {
             if i > 0 && (taken >= bytes || newest - self.batches[i - 1].end <= keep) {
                 break;
             }
-            let read = batch.read()?;
-            taken += read.records.len() as u64;
-            batches.push(read);
+            taken += u64::from(batch.payload_len());
+            count += 1;
         }
-        Ok(batches)
+        read_batches(&self.batches.make_contiguous()[..count], &mut self.buffer)
     }
 }
 
