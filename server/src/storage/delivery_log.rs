@@ -161,9 +161,13 @@ impl LoggedBatch {
     }
 }
 
+/// The most one read back from the log takes at once (unless one batch is larger): enough to
+/// make each read cheap, small enough that the buffer kept for reads stays small.
+const READ_SPAN: u64 = 1024 * 1024;
+
 /// Reads `batches` back from the log, in order, with one read for each run of them that lie
-/// one after the other in a segment (a burst's batches do), into `buffer`, which is kept for the
-/// next call (direct I/O reads whole blocks into aligned memory).
+/// one after the other in a segment (a burst's batches do) up to [`READ_SPAN`], into `buffer`,
+/// which is kept for the next call (direct I/O reads whole blocks into aligned memory).
 pub fn read_batches(
     batches: &[LoggedBatch],
     buffer: &mut AlignedBuffer,
@@ -174,7 +178,9 @@ pub fn read_batches(
         let run = 1 + rest
             .windows(2)
             .take_while(|w| {
-                Arc::ptr_eq(&w[0].file, &w[1].file) && w[0].blocks_end() == w[1].start()
+                Arc::ptr_eq(&w[0].file, &w[1].file)
+                    && w[0].blocks_end() == w[1].start()
+                    && w[1].blocks_end() - first.start() <= READ_SPAN
             })
             .count();
         let (run, after) = rest.split_at(run);
