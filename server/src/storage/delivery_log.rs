@@ -50,8 +50,9 @@ use super::{
 };
 use crate::{envelope::ParsedBody, sources::SourceSlug};
 
-/// Batches start on this boundary, and the file's size is a multiple of it.
-const BLOCK: u64 = 4096;
+/// Batches start on this boundary, and the file's size is a multiple of it: whole blocks, as
+/// direct I/O reads and writes them.
+const BLOCK: u64 = direct_io::ALIGN as u64;
 const MAGIC: [u8; 4] = *b"HSL1";
 /// magic 4, log id 16, first sequence number 8, count 4, payload length 4, payload CRC 4,
 /// header CRC 4 (of everything before it).
