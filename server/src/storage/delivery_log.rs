@@ -964,7 +964,7 @@ mod tests {
 
     #[test]
     fn batches_side_by_side_are_read_back_together_and_each_is_checked() {
-        // Two segments of 8 blocks: batches of three blocks, the third in the second segment.
+        // Two segments of 8 blocks: batches of three blocks, two in each segment.
         let (_dir, path, gate, mut log) = new_log(8 * BLOCK, 2);
         let appended: Vec<LoggedBatch> = (0..4)
             .flat_map(|n| log.append(&[large(n)], &gate).unwrap())
