@@ -137,6 +137,7 @@ pub struct LoggedBatch {
 
 impl LoggedBatch {
     /// The batch's deliveries as the log encoded them, read back from the log.
+    #[cfg(test)]
     pub fn read(&self) -> io::Result<EncodedBatch> {
         let mut read = read_batches(std::slice::from_ref(self), &mut AlignedBuffer::default())?;
         Ok(read.remove(0))
@@ -188,8 +189,7 @@ pub fn read_batches(
         rest = after;
         let start = first.start();
         let end = run.last().map_or(start, LoggedBatch::blocks_end);
-        buffer.resize((end - start) as usize);
-        first.file.read_exact_at(buffer, start)?;
+        buffer.read_exact_at(&first.file, start, (end - start) as usize)?;
         for batch in run {
             let at = (batch.offset - start) as usize;
             let records = &buffer[at..at + batch.len as usize];
@@ -353,10 +353,11 @@ pub fn recover(path: &Path, id: &LogId, applied: i64) -> io::Result<Recovered> {
         applied,
         last_seq: applied,
     };
+    let mut buffer = AlignedBuffer::default();
     // Segments are created in order, so the first one missing ends the log.
     for n in 0.. {
         match File::open(segment_path(path, n)) {
-            Ok(file) => recover_segment(Arc::new(file), id, &mut recovered)?,
+            Ok(file) => recover_segment(Arc::new(file), id, &mut recovered, &mut buffer)?,
             Err(e) if e.kind() == io::ErrorKind::NotFound => break,
             Err(e) => return Err(e),
         }
@@ -366,7 +367,12 @@ pub fn recover(path: &Path, id: &LogId, applied: i64) -> io::Result<Recovered> {
 }
 
 /// Adds what one segment holds past what SQLite has applied to `recovered`.
-fn recover_segment(file: Arc<File>, id: &LogId, recovered: &mut Recovered) -> io::Result<()> {
+fn recover_segment(
+    file: Arc<File>,
+    id: &LogId,
+    recovered: &mut Recovered,
+    buffer: &mut AlignedBuffer,
+) -> io::Result<()> {
     let size = file.metadata()?.len();
     let mut header = [0; HEADER_LEN];
     let mut offset = 0;
@@ -393,7 +399,8 @@ fn recover_segment(file: Arc<File>, id: &LogId, recovered: &mut Recovered) -> io
         if logged.last_seq() > recovered.applied
             // Read once here to know it is intact (a batch torn by a crash was never
             // acknowledged), and again when it is taken into SQLite, a chunk at a time.
-            && logged.read().is_ok_and(|b| b.decode().is_some())
+            && read_batches(std::slice::from_ref(&logged), buffer)
+                .is_ok_and(|read| read[0].decode().is_some())
         {
             recovered.last_seq = recovered.last_seq.max(logged.last_seq());
             recovered.batches.push(logged);

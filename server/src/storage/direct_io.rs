@@ -71,6 +71,13 @@ impl AlignedBuffer {
         self.len = len;
     }
 
+    /// Fills the buffer with `len` bytes of `file` from `offset`, without zeroing them first.
+    pub fn read_exact_at(&mut self, file: &File, offset: u64, len: usize) -> io::Result<()> {
+        self.reserve(len);
+        self.len = len;
+        std::os::unix::fs::FileExt::read_exact_at(file, self, offset)
+    }
+
     pub fn extend_from_slice(&mut self, bytes: &[u8]) {
         let len = self.len + bytes.len();
         self.reserve(len);
@@ -151,9 +158,9 @@ mod tests {
         let mut written = AlignedBuffer::zeroed(2 * ALIGN);
         written[100] = 7;
         std::os::unix::fs::FileExt::write_all_at(&file, &written, ALIGN as u64).unwrap();
-        let mut read = AlignedBuffer::zeroed(2 * ALIGN);
-        std::os::unix::fs::FileExt::read_exact_at(&file, &mut read, ALIGN as u64).unwrap();
-        assert_eq!(read[100], 7);
+        let mut read = AlignedBuffer::default();
+        read.read_exact_at(&file, ALIGN as u64, 2 * ALIGN).unwrap();
+        assert_eq!((read.len(), read[100]), (2 * ALIGN, 7));
         assert_eq!(file.metadata().unwrap().len(), 3 * ALIGN as u64);
     }
 }
