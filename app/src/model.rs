@@ -91,13 +91,30 @@ pub struct EventSummary {
     /// When the latest delivery arrived (RFC 3339, UTC).
     pub last_received_at: String,
     pub delivery_count: i64,
-    /// The verdict of the latest delivery.
+    /// The signature verdict of the first delivery: the one whose body the event shows.
     pub signature: SignatureVerdict,
+    /// How many of the deliveries carried a valid signature.
+    pub valid_deliveries: i64,
+    /// True when the deliveries' verdicts disagree (say, a forged first delivery and a genuine
+    /// retry): then the list says how many were valid.
+    pub verdicts_differ: bool,
     pub body_kind: BodyKind,
     /// Why the body is not an envelope, when it is not.
     pub parse_error: Option<String>,
     /// True when a later delivery's body differs from the first one's.
     pub body_differs: bool,
+}
+
+impl EventSummary {
+    /// When the deliveries' verdicts disagree, how many were valid: "2 of 3 deliveries valid".
+    pub fn verdicts_note(&self) -> Option<String> {
+        self.verdicts_differ.then(|| {
+            format!(
+                "{} of {} deliveries valid",
+                self.valid_deliveries, self.delivery_count
+            )
+        })
+    }
 }
 
 /// A header as received: name and value, in arrival order.
@@ -111,6 +128,8 @@ pub struct Header {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Delivery {
+    /// The delivery's place in commit order: given by the commit that acknowledged it.
+    pub seq: i64,
     pub id: String,
     pub method: String,
     pub path: String,

@@ -23,7 +23,7 @@ pub async fn list_events(
     let filter = EventFilter::from_query_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .map_err(ApiError::BadRequest)?;
     let query = EventQuery::parse(&filter)?;
-    let pending = flush(&state).await?;
+    let pending = catch_up(&state).await?;
     let page = state.store.list_events(&query).await?;
     Ok(Json(EventPage { pending, ..page }))
 }
@@ -35,7 +35,7 @@ pub async fn event_detail(
 ) -> Result<Json<EventDetail>, ApiError> {
     const NO_EVENT: &str = "no event has that key";
     let key: i64 = key.parse().map_err(|_| ApiError::NotFound(NO_EVENT))?;
-    flush(&state).await?;
+    catch_up(&state).await?;
     let detail = state.store.event_detail(key).await?;
     detail.map(Json).ok_or(ApiError::NotFound(NO_EVENT))
 }
@@ -45,7 +45,6 @@ pub async fn raw_delivery(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    flush(&state).await?;
     let raw = state
         .store
         .raw_body(&id)
@@ -62,12 +61,12 @@ pub async fn no_such_route() -> ApiError {
     ApiError::NotFound("no such API route; see the README for the routes there are")
 }
 
-/// Makes what was acknowledged so far visible to the read that follows; returns how many
-/// deliveries are not visible yet (see `Writer::flush`).
-async fn flush(state: &AppState) -> Result<u64, ApiError> {
+/// Lets the writer list what was acknowledged so far, for the read that follows (waiting at
+/// most `storage::READ_WAIT`); returns how many deliveries are not listed yet.
+async fn catch_up(state: &AppState) -> Result<u64, ApiError> {
     state
-        .writer
-        .flush()
+        .store
+        .catch_up(&state.writer)
         .await
         .map_err(|e| ApiError::Internal(e.into()))
 }

@@ -23,14 +23,34 @@ pub struct Cli {
 pub enum Command {
     /// Receive webhooks and serve the dashboard and API (the default).
     Serve(ServeArgs),
+    /// Copy the database into a new file, consistently, while a server may be running on it.
+    /// The copy holds every delivery acknowledged before the copy began; serve it as it is
+    /// (`hookscope serve --database-url sqlite://FILE`).
+    Backup(BackupArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BackupArgs {
+    /// The database to copy.
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://hookscope.db")]
+    pub database_url: String,
+
+    /// The new file to write the copy to (it must not exist yet).
+    pub file: PathBuf,
 }
 
 impl Cli {
-    /// The serve options, whether given after `serve` or with no subcommand at all.
-    pub fn into_serve_args(self) -> ServeArgs {
-        match self.command {
-            Some(Command::Serve(args)) => args,
-            None => self.serve,
+    /// What to do: serve (whether asked with `serve` or with no subcommand at all), or back up.
+    pub fn into_command(self) -> Command {
+        self.command.unwrap_or(Command::Serve(self.serve))
+    }
+
+    /// The serve options, whether given after `serve` or with no subcommand at all; `None` for
+    /// another subcommand.
+    pub fn into_serve_args(self) -> Option<ServeArgs> {
+        match self.into_command() {
+            Command::Serve(args) => Some(args),
+            Command::Backup(_) => None,
         }
     }
 }
@@ -155,9 +175,25 @@ mod tests {
     #[test]
     fn serve_is_the_default_subcommand() {
         let cli = Cli::parse_from(["hookscope", "--listen", "127.0.0.1:0"]);
-        assert_eq!(cli.into_serve_args().listen.port(), 0);
+        assert_eq!(cli.into_serve_args().unwrap().listen.port(), 0);
         let cli = Cli::parse_from(["hookscope", "serve", "--max-body", "2KiB"]);
-        assert_eq!(cli.into_serve_args().max_body.0, 2048);
+        assert_eq!(cli.into_serve_args().unwrap().max_body.0, 2048);
+    }
+
+    #[test]
+    fn backup_takes_the_database_and_a_file() {
+        let cli = Cli::parse_from([
+            "hookscope",
+            "backup",
+            "--database-url",
+            "sqlite://a.db",
+            "copy.db",
+        ]);
+        let Command::Backup(args) = cli.into_command() else {
+            panic!("not a backup");
+        };
+        assert_eq!(args.database_url, "sqlite://a.db");
+        assert_eq!(args.file, PathBuf::from("copy.db"));
     }
 
     #[test]

@@ -8,22 +8,7 @@ use app::model::BodyKind;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
-use crate::timestamp::parse_rfc3339;
-
-/// What ingestion learned from a body.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ParsedBody {
-    pub kind: BodyKind,
-    pub event_id: Option<String>,
-    pub event_type: Option<String>,
-    pub version: Option<String>,
-    /// `dateOccurred` as written.
-    pub date_occurred: Option<String>,
-    /// `dateOccurred` in microseconds since the epoch, when it is RFC 3339.
-    pub occurred_at: Option<i64>,
-    /// Why the body is not an envelope, when it is not.
-    pub parse_error: Option<String>,
-}
+use crate::{delivery::EnvelopeFields, timestamp::parse_rfc3339};
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -40,61 +25,42 @@ struct RawEnvelope<'a> {
     data: Option<IgnoredAny>,
 }
 
-impl ParsedBody {
-    /// Classifies `body` and pulls out the envelope fields.
-    pub fn parse(body: &[u8]) -> Self {
-        match serde_json::from_slice::<RawEnvelope>(body) {
-            Ok(raw) => Self::from_raw(raw),
-            // A type error can come before a syntax error further on: only a body that is
-            // valid JSON throughout counts as JSON.
-            Err(e) if e.is_data() && serde_json::from_slice::<IgnoredAny>(body).is_ok() => {
-                Self::not_an_envelope(BodyKind::Json, format!("JSON, but not an envelope: {e}"))
-            }
-            Err(e) if e.is_data() => {
-                let syntax = serde_json::from_slice::<IgnoredAny>(body)
-                    .err()
-                    .unwrap_or(e);
-                Self::not_an_envelope(BodyKind::NotJson, format!("not JSON: {syntax}"))
-            }
-            Err(e) => Self::not_an_envelope(BodyKind::NotJson, format!("not JSON: {e}")),
+/// Classifies `body` and pulls out the envelope fields.
+pub fn parse(body: &[u8]) -> EnvelopeFields {
+    match serde_json::from_slice::<RawEnvelope>(body) {
+        Ok(raw) => from_raw(raw),
+        // A type error can come before a syntax error further on: only a body that is
+        // valid JSON throughout counts as JSON.
+        Err(e) if e.is_data() && serde_json::from_slice::<IgnoredAny>(body).is_ok() => {
+            EnvelopeFields::not_an_envelope(
+                BodyKind::Json,
+                format!("JSON, but not an envelope: {e}"),
+            )
         }
-    }
-
-    /// A body refused for its size: nothing was read.
-    pub fn too_large(size: u64, limit: usize) -> Self {
-        Self::not_an_envelope(
-            BodyKind::TooLarge,
-            format!("body of {size} bytes is over the {limit} byte limit"),
-        )
-    }
-
-    fn from_raw(raw: RawEnvelope<'_>) -> Self {
-        let (Some(id), Some(event_type)) = (raw.id, raw.event_type) else {
-            let missing = "JSON, but not an envelope: it needs a string `id` and `type`";
-            return Self::not_an_envelope(BodyKind::Json, missing.to_owned());
-        };
-        let date_occurred = raw.date_occurred.map(Cow::into_owned);
-        Self {
-            kind: BodyKind::Envelope,
-            event_id: Some(id.into_owned()),
-            event_type: Some(event_type.into_owned()),
-            version: raw.version.map(Cow::into_owned),
-            occurred_at: date_occurred.as_deref().and_then(parse_rfc3339),
-            date_occurred,
-            parse_error: None,
+        Err(e) if e.is_data() => {
+            let syntax = serde_json::from_slice::<IgnoredAny>(body)
+                .err()
+                .unwrap_or(e);
+            EnvelopeFields::not_an_envelope(BodyKind::NotJson, format!("not JSON: {syntax}"))
         }
+        Err(e) => EnvelopeFields::not_an_envelope(BodyKind::NotJson, format!("not JSON: {e}")),
     }
+}
 
-    fn not_an_envelope(kind: BodyKind, why: String) -> Self {
-        Self {
-            kind,
-            event_id: None,
-            event_type: None,
-            version: None,
-            date_occurred: None,
-            occurred_at: None,
-            parse_error: Some(why),
-        }
+fn from_raw(raw: RawEnvelope<'_>) -> EnvelopeFields {
+    let (Some(id), Some(event_type)) = (raw.id, raw.event_type) else {
+        let missing = "JSON, but not an envelope: it needs a string `id` and `type`";
+        return EnvelopeFields::not_an_envelope(BodyKind::Json, missing.to_owned());
+    };
+    let date_occurred = raw.date_occurred.map(Cow::into_owned);
+    EnvelopeFields {
+        kind: BodyKind::Envelope,
+        event_id: Some(id.into_owned()),
+        event_type: Some(event_type.into_owned()),
+        version: raw.version.map(Cow::into_owned),
+        occurred_at: date_occurred.as_deref().and_then(parse_rfc3339),
+        date_occurred,
+        parse_error: None,
     }
 }
 
@@ -105,7 +71,7 @@ mod tests {
     #[test]
     fn reads_the_envelope_fields() {
         let body = br#"{"id":"e1","type":"applicant.hired","version":"2022-02-23","dateOccurred":"2022-02-23T18:46:43+00:00","data":{"a":[1,2]}}"#;
-        let parsed = ParsedBody::parse(body);
+        let parsed = parse(body);
         assert_eq!(parsed.kind, BodyKind::Envelope);
         assert_eq!(parsed.event_id.as_deref(), Some("e1"));
         assert_eq!(parsed.event_type.as_deref(), Some("applicant.hired"));
@@ -114,21 +80,18 @@ mod tests {
 
     #[test]
     fn escaped_strings_are_unescaped() {
-        let parsed = ParsedBody::parse(br#"{"id":"a\"b","type":"x\u002ey"}"#);
+        let parsed = parse(br#"{"id":"a\"b","type":"x\u002ey"}"#);
         assert_eq!(parsed.event_id.as_deref(), Some("a\"b"));
         assert_eq!(parsed.event_type.as_deref(), Some("x.y"));
     }
 
     #[test]
     fn other_bodies_are_flagged() {
-        assert_eq!(ParsedBody::parse(b"hello").kind, BodyKind::NotJson);
-        assert_eq!(ParsedBody::parse(br#"{"id": 1"#).kind, BodyKind::NotJson);
-        assert_eq!(ParsedBody::parse(b"[1,2]").kind, BodyKind::Json);
-        assert_eq!(
-            ParsedBody::parse(br#"{"id": 7, "type": "x"}"#).kind,
-            BodyKind::Json
-        );
-        let no_type = ParsedBody::parse(br#"{"id": "7"}"#);
+        assert_eq!(parse(b"hello").kind, BodyKind::NotJson);
+        assert_eq!(parse(br#"{"id": 1"#).kind, BodyKind::NotJson);
+        assert_eq!(parse(b"[1,2]").kind, BodyKind::Json);
+        assert_eq!(parse(br#"{"id": 7, "type": "x"}"#).kind, BodyKind::Json);
+        let no_type = parse(br#"{"id": "7"}"#);
         assert_eq!(no_type.kind, BodyKind::Json);
         assert!(no_type.parse_error.unwrap().contains("`type`"));
     }

@@ -10,17 +10,19 @@ use axum::{
     http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts},
     response::{IntoResponse, Response},
 };
+use bytes::BytesMut;
 use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::json;
 use sha2::{Digest, Sha256};
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::{
     AppState,
-    envelope::ParsedBody,
+    delivery::{EnvelopeFields, NewDelivery, SourceName},
+    envelope,
     signature::{Verdict, Verification},
-    sources::{SourceSettings, SourceSlug},
-    storage::NewDelivery,
+    sources::SourceSettings,
     timestamp::now_micros,
 };
 
@@ -45,12 +47,15 @@ pub async fn receive(
     Path(SourceParam { source }): Path<SourceParam>,
     request: Request,
 ) -> Response {
-    let slug = match SourceSlug::parse(&source) {
+    let slug = match SourceName::parse(&source) {
         Ok(slug) => slug,
         Err(message) => return error_response(StatusCode::BAD_REQUEST, &message, None),
     };
     let received_at = now_micros();
     let (parts, body) = request.into_parts();
+    // Held until the answer: the bytes this request may keep in memory, so that what waits
+    // for the writer is bounded in bytes, however many senders there are.
+    let _memory = state.memory.reserve(declared_length(&parts.headers)).await;
     let body = match read_body(&parts.headers, body, state.max_body).await {
         Ok(body) => body,
         Err(message) => return error_response(StatusCode::BAD_REQUEST, &message, None),
@@ -69,12 +74,15 @@ pub async fn receive(
     } else {
         Outcome::Kept
     };
-    if let Err(e) = state.writer.store(delivery).await {
-        tracing::error!(error = %e, "delivery not stored");
-        let message = "the delivery could not be stored; please retry";
-        return error_response(StatusCode::SERVICE_UNAVAILABLE, message, None);
-    }
-    answer(outcome, &id, &settings, state.max_body).await
+    let seq = match state.writer.store(delivery).await {
+        Ok(seq) => seq,
+        Err(e) => {
+            tracing::warn!(error = %e, "delivery not stored");
+            let message = format!("the delivery could not be stored ({e}); please retry");
+            return error_response(StatusCode::SERVICE_UNAVAILABLE, &message, None);
+        }
+    };
+    answer(outcome, &id, seq, &settings, state.max_body).await
 }
 
 /// `/hooks` without a source name: say what the URL should look like.
@@ -84,38 +92,74 @@ pub async fn no_source() -> Response {
     error_response(StatusCode::NOT_FOUND, message, None)
 }
 
-/// Reads the body up to `limit` bytes. A declared or actual size over the limit stops the read.
-async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<ReadBody, String> {
-    let declared = headers
+/// The `Content-Length` the sender declared, if any.
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
+/// Reads the body up to `limit` bytes. A declared or actual size over the limit stops the read.
+async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<ReadBody, String> {
+    let declared = declared_length(headers);
     if let Some(size) = declared.filter(|size| *size > limit as u64) {
         return Ok(ReadBody::TooLarge { size });
     }
     let mut body = body;
-    let mut chunks: Vec<Bytes> = Vec::new();
-    let mut read = 0usize;
+    let expected = declared.map_or(0, |size| size as usize);
+    let mut read = BytesMut::with_capacity(expected);
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| format!("the body could not be read: {e}"))?;
         if let Ok(data) = frame.into_data() {
-            read += data.len();
-            if read > limit {
-                return Ok(ReadBody::TooLarge { size: read as u64 });
+            if read.len() + data.len() > limit {
+                let size = (read.len() + data.len()) as u64;
+                return Ok(ReadBody::TooLarge { size });
             }
-            chunks.push(data);
+            read.extend_from_slice(&data);
         }
     }
-    Ok(ReadBody::Complete(match chunks.len() {
-        1 => chunks.pop().unwrap_or_default(),
-        _ => chunks.concat().into(),
-    }))
+    Ok(ReadBody::Complete(read.freeze()))
+}
+
+/// The bytes that the requests being received and stored may hold at once. Each request
+/// reserves its body's size (as declared, or the limit when it is not) before reading it and
+/// keeps the reservation until it is answered, so memory stays bounded in bytes whatever the
+/// senders do: beyond the budget, a request waits before its body is read.
+pub struct MemoryBudget {
+    bytes: Semaphore,
+    total: u32,
+    max_body: usize,
+}
+
+impl MemoryBudget {
+    /// The budget for every request together: 64 MiB, or 8 bodies of `max_body`, whichever is
+    /// larger.
+    pub fn new(max_body: usize) -> Self {
+        let total = (64 << 20)
+            .max(max_body.saturating_mul(8))
+            .min(u32::MAX as usize) as u32;
+        Self {
+            bytes: Semaphore::new(total as usize),
+            total,
+            max_body,
+        }
+    }
+
+    /// Waits until a body of `declared` bytes (or of the limit, when undeclared) fits, plus
+    /// room for its headers and record.
+    async fn reserve(&self, declared: Option<u64>) -> Option<SemaphorePermit<'_>> {
+        const HEADROOM: usize = 4096;
+        let body = declared.map_or(self.max_body, |size| (size as usize).min(self.max_body));
+        let bytes = (body + HEADROOM).min(self.total as usize) as u32;
+        self.bytes.acquire_many(bytes).await.ok()
+    }
 }
 
 /// Builds the record of one delivery and decides the status it gets.
 fn capture(
     parts: &Parts,
-    source: SourceSlug,
+    source: SourceName,
     received_at: i64,
     body: ReadBody,
     settings: &SourceSettings,
@@ -123,7 +167,7 @@ fn capture(
 ) -> NewDelivery {
     let (body, size, parsed, verification) = match body {
         ReadBody::Complete(body) => {
-            let parsed = ParsedBody::parse(&body);
+            let parsed = envelope::parse(&body);
             let verification =
                 settings
                     .verifier
@@ -141,7 +185,7 @@ fn capture(
             (
                 Bytes::new(),
                 size,
-                ParsedBody::too_large(size, limit),
+                EnvelopeFields::too_large(size, limit),
                 unread,
             )
         }
@@ -171,7 +215,7 @@ fn capture(
         content_type: header_text(&parts.headers, header::CONTENT_TYPE),
         body_sha256: Sha256::digest(&body).into(),
         body,
-        parsed,
+        envelope: parsed,
         signature: verdict,
         signature_reason: verification.reason,
         rejected,
@@ -222,7 +266,13 @@ enum Outcome {
 }
 
 /// The answer once the delivery is stored.
-async fn answer(outcome: Outcome, id: &str, settings: &SourceSettings, limit: usize) -> Response {
+async fn answer(
+    outcome: Outcome,
+    id: &str,
+    seq: i64,
+    settings: &SourceSettings,
+    limit: usize,
+) -> Response {
     match outcome {
         Outcome::TooLarge => {
             let message =
@@ -241,16 +291,24 @@ async fn answer(outcome: Outcome, id: &str, settings: &SourceSettings, limit: us
                 tokio::time::sleep(Duration::from_millis(custom.delay_ms)).await;
                 with_delivery_id((custom.status, custom.body.clone()).into_response(), id)
             }
-            None => with_delivery_id(Json(Kept { delivery_id: id }).into_response(), id),
+            None => {
+                let kept = Kept {
+                    delivery_id: id,
+                    seq,
+                };
+                with_delivery_id(Json(kept).into_response(), id)
+            }
         },
     }
 }
 
-/// The default answer to a delivery kept: `{"deliveryId": "..."}`.
+/// The default answer to a delivery kept: `{"deliveryId": "...", "seq": n}`.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Kept<'a> {
     delivery_id: &'a str,
+    /// The delivery's place in commit order.
+    seq: i64,
 }
 
 fn error_response(status: StatusCode, message: &str, id: Option<&str>) -> Response {

@@ -5,12 +5,14 @@
 //! - [`config`]: the command line and its environment variables.
 //! - [`sources`]: per-source settings from the `--config` file.
 //! - [`ingest`]: the `/hooks` handler; [`envelope`] and [`signature`] read what arrived.
-//! - [`storage`]: SQLite, the batching writer and the queries.
+//! - [`delivery`]: what a delivery is, as ingestion makes it and storage keeps it.
+//! - [`storage`]: SQLite, the group-committing writer, indexing and the queries.
 //! - [`auth`], [`api`], [`ui`]: who may look, and the two ways to look (JSON and pages).
 
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod delivery;
 pub mod envelope;
 pub mod error;
 pub mod ingest;
@@ -36,8 +38,9 @@ use tokio::net::TcpListener;
 use crate::{
     auth::Auth,
     config::{ServeArgs, Token},
+    ingest::MemoryBudget,
     sources::Sources,
-    storage::{Store, Writer},
+    storage::{DatabaseLock, Store, Writer},
 };
 
 /// What every handler shares. axum clones it for every request, so it is one `Arc`.
@@ -51,6 +54,8 @@ pub struct Shared {
     pub sources: Sources,
     pub auth: Auth,
     pub max_body: usize,
+    /// What the requests being received may hold in memory at once.
+    pub memory: MemoryBudget,
     pub leptos_options: LeptosOptions,
 }
 
@@ -92,12 +97,17 @@ pub fn router(state: AppState) -> Router {
     hooks.merge(dashboard).with_state(state)
 }
 
-/// `GET /healthz`: 200 once the server is up and the database answers.
-async fn healthz(State(state): State<AppState>) -> (StatusCode, &'static str) {
+/// `GET /healthz`: 200 once the server is up, the database answers and takes writes; 503 with
+/// the reason otherwise (a full disk, say, while senders get 503 too).
+async fn healthz(State(state): State<AppState>) -> (StatusCode, String) {
+    if let Some(failure) = state.writer.health().failure() {
+        return (StatusCode::SERVICE_UNAVAILABLE, failure);
+    }
     if state.store.is_reachable().await {
-        (StatusCode::OK, "ok")
+        (StatusCode::OK, "ok".to_owned())
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "database unreachable")
+        let reason = "the database does not answer".to_owned();
+        (StatusCode::SERVICE_UNAVAILABLE, reason)
     }
 }
 
@@ -106,6 +116,8 @@ pub struct Application {
     listener: TcpListener,
     state: AppState,
     writer_task: tokio::task::JoinHandle<()>,
+    /// Keeps other servers off the database file until this one has closed it.
+    lock: DatabaseLock,
     /// The token, when it was generated rather than given.
     generated_token: Option<Token>,
 }
@@ -124,13 +136,14 @@ impl Application {
                 (token.clone(), Some(token))
             }
         };
-        let opened = storage::open(&args.database_url, args.max_body.0).await?;
+        let opened = storage::open(&args.database_url).await?;
         let listener = TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("listening on {}", args.listen))?;
         let address = listener.local_addr()?;
-        let (writer, writer_task) = Writer::spawn(opened.writer_connection, opened.log)
-            .context("starting the delivery log's thread")?;
+        let (writer, writer_task) = Writer::spawn(opened.writer_connection)
+            .await
+            .context("starting the writer")?;
         let leptos_options = LeptosOptions::builder()
             .output_name("hookscope")
             .site_root(args.site_root.as_str())
@@ -143,12 +156,14 @@ impl Application {
             sources,
             auth: Auth::new(token),
             max_body: args.max_body.0,
+            memory: MemoryBudget::new(args.max_body.0),
             leptos_options,
         }));
         Ok(Self {
             listener,
             state,
             writer_task,
+            lock: opened.lock,
             generated_token,
         })
     }
@@ -171,7 +186,7 @@ impl Application {
     }
 
     /// Serves until `shutdown` completes, then stops accepting, lets requests in flight
-    /// finish (each waits for its batch to be logged), drains the writer and checkpoints.
+    /// finish (each waits for its batch to commit), drains the writer and checkpoints.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -180,6 +195,7 @@ impl Application {
             listener,
             state,
             writer_task,
+            lock,
             ..
         } = self;
         let store = state.store.clone();
@@ -192,6 +208,7 @@ impl Application {
         // queue, commits and ends.
         writer_task.await.context("the writer task failed")?;
         store.close().await;
+        drop(lock);
         Ok(())
     }
 }

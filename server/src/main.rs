@@ -1,7 +1,11 @@
 //! The `hookscope` binary: parse the command line, then serve.
 
 use clap::Parser;
-use hookscope::{Application, config::Cli, shutdown_signal};
+use hookscope::{
+    Application,
+    config::{BackupArgs, Cli, Command},
+    shutdown_signal,
+};
 use tracing_subscriber::EnvFilter;
 
 // The system allocator, on purpose: with mimalloc, deliveries made on the HTTP threads and
@@ -15,8 +19,11 @@ async fn main() -> std::process::ExitCode {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .init();
-    let args = Cli::parse().into_serve_args();
-    match serve(args).await {
+    let done = match Cli::parse().into_command() {
+        Command::Serve(args) => serve(args).await,
+        Command::Backup(args) => backup(args).await,
+    };
+    match done {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("hookscope: {e:#}");
@@ -35,5 +42,15 @@ async fn serve(args: hookscope::config::ServeArgs) -> anyhow::Result<()> {
     }
     app.run_until_stopped(shutdown_signal()).await?;
     println!("Hookscope stopped: every acknowledged delivery is stored.");
+    Ok(())
+}
+
+async fn backup(args: BackupArgs) -> anyhow::Result<()> {
+    let bytes = hookscope::storage::backup(&args.database_url, &args.file).await?;
+    println!(
+        "Copied {} into {} ({bytes} bytes).",
+        args.database_url,
+        args.file.display()
+    );
     Ok(())
 }

@@ -3,39 +3,15 @@
 //! sender gets. Loaded from the `--config` TOML file; a name not in it is created on first
 //! use, unsigned, with the default answer.
 
-use std::{collections::HashMap, fmt, path::Path, sync::Arc};
+use std::{collections::HashMap, path::Path, sync::Arc};
 
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::signature::{CustomHmac, Encoding, Scheme, SignedPayload, SigningSecret, Verifier};
-
-/// A source name that is safe in a URL path segment and a database column:
-/// 1 to 64 characters from `A-Z a-z 0-9 . _ -`.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SourceSlug(String);
-
-impl SourceSlug {
-    pub fn parse(name: &str) -> Result<Self, String> {
-        let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
-        if name.is_empty() || name.len() > 64 || !name.chars().all(ok_char) {
-            return Err(format!(
-                "source name {name:?} must be 1 to 64 characters from A-Z, a-z, 0-9, '.', '_' and '-'"
-            ));
-        }
-        Ok(Self(name.to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for SourceSlug {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+use crate::{
+    delivery::SourceName,
+    signature::{CustomHmac, Encoding, Scheme, SignedPayload, SigningSecret, Verifier},
+};
 
 /// The answer a source gives to a delivery it kept.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -109,10 +85,10 @@ impl Sources {
                 let (line, column) = at(span);
                 format!("{line}:{column}: {message}")
             })?;
-            let slug = SourceSlug::parse(&name).map_err(|e| format!("{line}:{column}: {e}"))?;
+            let slug = SourceName::parse(&name).map_err(|e| format!("{line}:{column}: {e}"))?;
             if sources
                 .configured
-                .insert(slug.0, Arc::new(settings))
+                .insert(slug.into_string(), Arc::new(settings))
                 .is_some()
             {
                 return Err(format!("{line}:{column}: source {name:?} is defined twice"));
@@ -122,7 +98,7 @@ impl Sources {
     }
 
     /// The settings for `slug`: its own if configured, the defaults otherwise.
-    pub fn settings(&self, slug: &SourceSlug) -> Arc<SourceSettings> {
+    pub fn settings(&self, slug: &SourceName) -> Arc<SourceSettings> {
         self.configured
             .get(slug.as_str())
             .unwrap_or(&self.unconfigured)
@@ -320,10 +296,10 @@ secrets = ["abc"]
     fn a_good_file_configures_each_source() {
         let sources = Sources::parse(GOOD).unwrap();
         assert_eq!(sources.configured_names(), ["custom", "keldair"]);
-        let keldair = sources.settings(&SourceSlug::parse("keldair").unwrap());
+        let keldair = sources.settings(&SourceName::parse("keldair").unwrap());
         assert!(keldair.enforce);
         assert_eq!(keldair.response.as_ref().unwrap().status.as_u16(), 202);
-        let other = sources.settings(&SourceSlug::parse("other").unwrap());
+        let other = sources.settings(&SourceName::parse("other").unwrap());
         assert!(!other.enforce && other.verifier.secrets.is_empty());
     }
 
@@ -357,9 +333,9 @@ secrets = ["abc"]
 
     #[test]
     fn slugs_reject_unsafe_names() {
-        assert!(SourceSlug::parse("keldair-prod_2.eu").is_ok());
+        assert!(SourceName::parse("keldair-prod_2.eu").is_ok());
         for bad in ["", "a/b", "a b", "é", &"x".repeat(65)] {
-            assert!(SourceSlug::parse(bad).is_err(), "{bad:?}");
+            assert!(SourceName::parse(bad).is_err(), "{bad:?}");
         }
     }
 }

@@ -42,8 +42,12 @@ struct StoreBackend {
 }
 
 impl StoreBackend {
-    async fn flush(&self) -> Result<u64, String> {
-        self.writer.flush().await.map_err(|e| e.to_string())
+    /// See `Store::catch_up`.
+    async fn catch_up(&self) -> Result<u64, String> {
+        self.store
+            .catch_up(&self.writer)
+            .await
+            .map_err(|e| message(e.into()))
     }
 }
 
@@ -61,13 +65,13 @@ fn message(e: QueryError) -> String {
 impl Backend for StoreBackend {
     async fn list_events(&self, filter: EventFilter) -> Result<EventPage, String> {
         let query = EventQuery::parse(&filter).map_err(message)?;
-        let pending = self.flush().await?;
+        let pending = self.catch_up().await?;
         let page = self.store.list_events(&query).await.map_err(message)?;
         Ok(EventPage { pending, ..page })
     }
 
     async fn event_detail(&self, key: i64) -> Result<Option<EventDetail>, String> {
-        self.flush().await?;
+        self.catch_up().await?;
         self.store.event_detail(key).await.map_err(message)
     }
 }

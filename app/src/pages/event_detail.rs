@@ -71,7 +71,12 @@ fn EventView(detail: EventDetail) -> impl IntoView {
             <dt>"Source"</dt><dd>{s.source.clone()}</dd>
             <dt>"First received"</dt><dd>{s.received_at.clone()}</dd>
             <dt>"Deliveries"</dt><dd class="delivery-count">{s.delivery_count}</dd>
-            <dt>"Signature"</dt><dd><SignatureBadge verdict=s.signature/></dd>
+            <dt>"Signature"</dt>
+            <dd>
+                <SignatureBadge verdict=s.signature/>
+                {(s.delivery_count > 1).then_some(" (the first delivery's)")}
+                {s.verdicts_note().map(|note| view! { <span class="verdicts-note">{note}</span> })}
+            </dd>
         </dl>
         <h2>"Payload"</h2>
         <pre class="payload">{payload}</pre>

@@ -133,7 +133,10 @@ fn EventRow(event: EventSummary) -> impl IntoView {
                 {event.delivery_count}
                 {event.body_differs.then(|| view! { <span class="warn" title="a later delivery's body differs from the first">" ≠"</span> })}
             </td>
-            <td><SignatureBadge verdict=event.signature/></td>
+            <td>
+                <SignatureBadge verdict=event.signature/>
+                {event.verdicts_note().map(|note| view! { <span class="verdicts-note">{note}</span> })}
+            </td>
         </tr>
     }
 }

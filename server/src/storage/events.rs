@@ -6,7 +6,7 @@ use app::model::{
 };
 use sqlx::{QueryBuilder, Row, Sqlite, sqlite::SqliteRow};
 
-use super::{Store, inbox};
+use super::Store;
 use crate::timestamp::{format_rfc3339, parse_rfc3339};
 
 /// A filter whose times and cursor have been parsed.
@@ -71,10 +71,19 @@ impl EventQuery {
 }
 
 const SUMMARY_COLUMNS: &str = "key, source, event_id, type, version, date_occurred, received_at, \
-     last_received_at, delivery_count, signature, body_kind, parse_error, body_differs";
+     last_received_at, delivery_count, signature, valid_deliveries, verdicts_differ, body_kind, \
+     parse_error, body_differs";
 
-const DELIVERY_COLUMNS: &str = "id, method, path, query, headers, remote_addr, received_at, size, \
-     content_type, signature, signature_reason, rejected, body_differs, too_large, response_status";
+/// An event's deliveries, oldest first, each flagged when its body differs from the first's.
+const EVENT_DELIVERIES: &str = "\
+SELECT d.seq, d.id, d.method, d.path, d.query, d.headers, d.remote_addr, d.received_at, d.size,
+       d.content_type, d.signature, d.signature_reason, d.rejected, d.too_large, d.response_status,
+       d.body_sha256 <> e.body_sha256 AS body_differs
+FROM event_deliveries ed
+JOIN deliveries d ON d.seq = ed.seq
+JOIN events e ON e.key = ed.event_key
+WHERE ed.event_key = $1
+ORDER BY ed.seq";
 
 /// A delivery's bytes exactly as received, with the content type it came with.
 pub struct RawBody {
@@ -136,7 +145,7 @@ impl Store {
 
     /// One event, its first delivery's payload and every delivery; `None` if there is none.
     pub async fn event_detail(&self, key: i64) -> Result<Option<EventDetail>, QueryError> {
-        let sql = format!("SELECT {SUMMARY_COLUMNS} FROM events WHERE key = $1");
+        let sql = format!("SELECT {SUMMARY_COLUMNS}, first_seq FROM events WHERE key = $1");
         let Some(row) = sqlx::query(&sql)
             .bind(key)
             .fetch_optional(&self.pool)
@@ -145,19 +154,20 @@ impl Store {
             return Ok(None);
         };
         let summary = summary_from_row(&row)?;
-        let sql =
-            format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE event_key = $1 ORDER BY seq");
-        let rows = sqlx::query(&sql).bind(key).fetch_all(&self.pool).await?;
+        let first_seq: i64 = row.try_get("first_seq")?;
+        let rows = sqlx::query(EVENT_DELIVERIES)
+            .bind(key)
+            .fetch_all(&self.pool)
+            .await?;
         let deliveries = rows
             .iter()
             .map(delivery_from_row)
             .collect::<Result<Vec<_>, _>>()?;
-        let first_body: Option<Vec<u8>> = sqlx::query_scalar(
-            "SELECT body FROM deliveries WHERE event_key = $1 ORDER BY seq LIMIT 1",
-        )
-        .bind(key)
-        .fetch_optional(&self.pool)
-        .await?;
+        let first_body: Option<Vec<u8>> =
+            sqlx::query_scalar("SELECT body FROM deliveries WHERE seq = $1")
+                .bind(first_seq)
+                .fetch_optional(&self.pool)
+                .await?;
         let body = first_body.unwrap_or_default();
         let payload = serde_json::from_slice(&body).ok();
         let raw_text = match payload {
@@ -178,16 +188,9 @@ impl Store {
             .bind(delivery_id)
             .fetch_optional(&self.pool)
             .await?;
-        if let Some(row) = row {
-            return Ok(Some(RawBody {
-                content_type: row.get(0),
-                body: row.get(1),
-            }));
-        }
-        let pending = inbox::find(&self.pool, delivery_id).await?;
-        Ok(pending.map(|d| RawBody {
-            content_type: d.content_type,
-            body: d.body.to_vec(),
+        Ok(row.map(|row| RawBody {
+            content_type: row.get(0),
+            body: row.get(1),
         }))
     }
 }
@@ -211,6 +214,8 @@ fn summary_from_row(row: &SqliteRow) -> Result<EventSummary, sqlx::Error> {
         last_received_at: format_rfc3339(row.try_get("last_received_at")?),
         delivery_count: row.try_get("delivery_count")?,
         signature: verdict(row, "signature")?,
+        valid_deliveries: row.try_get("valid_deliveries")?,
+        verdicts_differ: row.try_get("verdicts_differ")?,
         body_kind: BodyKind::parse(kind)
             .ok_or_else(|| sqlx::Error::Decode(format!("unknown body kind {kind:?}").into()))?,
         parse_error: row.try_get("parse_error")?,
@@ -224,6 +229,7 @@ fn delivery_from_row(row: &SqliteRow) -> Result<Delivery, sqlx::Error> {
         serde_json::from_str(headers).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
     let status: i32 = row.try_get("response_status")?;
     Ok(Delivery {
+        seq: row.try_get("seq")?,
         id: row.try_get("id")?,
         method: row.try_get("method")?,
         path: row.try_get("path")?,
