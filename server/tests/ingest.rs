@@ -540,3 +540,77 @@ async fn an_in_memory_database_is_refused_at_start_up() {
     };
     assert!(error.contains("needs a database file on disk"), "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_a_steady_rate_a_delivery_is_listed_within_a_second_of_its_acknowledgement() {
+    use std::{
+        collections::HashMap,
+        sync::{Arc, Mutex},
+        time::{Duration, Instant},
+    };
+
+    const SENDERS: usize = 4;
+    const PER_SENDER: usize = 100;
+    let app = Arc::new(spawn_app().await);
+    let acknowledged: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let mut senders = tokio::task::JoinSet::new();
+    for s in 0..SENDERS {
+        let (app, acknowledged) = (app.clone(), acknowledged.clone());
+        senders.spawn(async move {
+            // 100 a second per sender, 400 in all, for a second.
+            let mut tick = tokio::time::interval(Duration::from_millis(10));
+            for n in 0..PER_SENDER {
+                tick.tick().await;
+                let id = format!("evt-steady-{s}-{n}");
+                let body = envelope(&id, "applicant.hired").to_string();
+                let response = app.post_hook("keldair", body, &[]).await;
+                assert_eq!(response.status(), StatusCode::OK);
+                acknowledged.lock().unwrap().insert(id, Instant::now());
+            }
+        });
+    }
+    // A viewer reads the newest page every 50 ms and notes when each event first shows.
+    let mut listed: HashMap<String, Instant> = HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while listed.len() < SENDERS * PER_SENDER {
+        assert!(Instant::now() < deadline, "only {} listed", listed.len());
+        let page = app.events_page(&[("limit", "500")]).await;
+        let now = Instant::now();
+        for event in page["items"].as_array().unwrap() {
+            let id = event["eventId"].as_str().unwrap().to_owned();
+            listed.entry(id).or_insert(now);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    senders.join_all().await;
+    let acknowledged = acknowledged.lock().unwrap();
+    let mut slowest = Duration::ZERO;
+    for (id, acked_at) in acknowledged.iter() {
+        let shown = listed[id].saturating_duration_since(*acked_at);
+        slowest = slowest.max(shown);
+    }
+    assert!(
+        slowest < Duration::from_secs(1),
+        "the slowest delivery was listed {slowest:?} after its acknowledgement"
+    );
+    assert_eq!(app.events_page(&[("limit", "1")]).await["pending"], 0);
+}
+
+#[tokio::test]
+async fn each_acknowledgement_carries_the_seq_the_api_shows_increasing_in_commit_order() {
+    let app = spawn_app().await;
+    let mut seqs = Vec::new();
+    for n in 0..3 {
+        let body = envelope("evt-seq", "applicant.hired").to_string();
+        let response = app.post_hook("keldair", body, &[]).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let answer: Value = response.json().await.unwrap();
+        let seq = answer["seq"].as_i64().expect("a seq in the answer");
+        let (_, delivery) = app
+            .find_delivery(answer["deliveryId"].as_str().unwrap())
+            .await;
+        assert_eq!(delivery["seq"], seq, "delivery {n}");
+        seqs.push(seq);
+    }
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+}

@@ -403,3 +403,67 @@ async fn a_bad_config_file_stops_start_up_naming_the_file_and_line() {
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn a_forged_first_delivery_keeps_its_verdict_beside_its_body_and_the_list_says_the_deliveries_disagree()
+ {
+    let app = spawn().await;
+    // Someone forges the first delivery of an event; the genuine sender's retry follows, with
+    // another body and a good signature, and a third, forged again.
+    let forged = body("evt-forged-first");
+    let headers = Scheme::Github.sign(b"forged", &forged, now());
+    let (_, first) = deliver(&app, "gh", &forged, &headers).await;
+    let mut genuine: Value = serde_json::from_slice(&forged).unwrap();
+    genuine["data"]["applicant"]["firstName"] = "Amara (genuine)".into();
+    let genuine = genuine.to_string().into_bytes();
+    let headers = Scheme::Github.sign(GITHUB_SECRET.as_bytes(), &genuine, now());
+    let (_, retry) = deliver(&app, "gh", &genuine, &headers).await;
+    assert_eq!(first["signature"], "invalid");
+    assert_eq!(
+        retry["signature"], "valid",
+        "each delivery keeps its own verdict"
+    );
+
+    let listed = app.events(&[("source", "gh")]).await;
+    assert_eq!(listed.len(), 1);
+    let event = &listed[0];
+    assert_eq!(
+        event["signature"], "invalid",
+        "the verdict is the first delivery's, whose body the event shows"
+    );
+    assert_eq!(event["deliveryCount"], 2);
+    assert_eq!(event["validDeliveries"], 1);
+    assert_eq!(event["verdictsDiffer"], true);
+    let detail = app.event_detail(event["key"].as_i64().unwrap()).await;
+    assert_eq!(
+        detail["payload"]["data"]["applicant"]["firstName"], "Amara",
+        "the payload shown is the first delivery's"
+    );
+
+    let headers = Scheme::Github.sign(GITHUB_SECRET.as_bytes(), &genuine, now());
+    deliver(&app, "gh", &genuine, &headers).await;
+    app.log_in().await;
+    let key = event["key"].as_i64().unwrap();
+    for path in ["/".to_owned(), format!("/events/{key}")] {
+        let page = app
+            .client
+            .get(app.url(&path))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(page.contains("2 of 3 deliveries valid"), "GET {path}");
+    }
+
+    // An event whose deliveries agree says nothing more.
+    let agreeing = body("evt-agreeing");
+    let headers = Scheme::Github.sign(GITHUB_SECRET.as_bytes(), &agreeing, now());
+    deliver(&app, "gh", &agreeing, &headers).await;
+    deliver(&app, "gh", &agreeing, &headers).await;
+    let listed = app.events(&[("source", "gh")]).await;
+    assert_eq!(listed[0]["eventId"], "evt-agreeing");
+    assert_eq!(listed[0]["signature"], "valid");
+    assert_eq!(listed[0]["verdictsDiffer"], false);
+}

@@ -57,3 +57,54 @@ pub async fn pending<'e>(db: impl SqliteExecutor<'e>) -> sqlx::Result<u64> {
     .await?;
     Ok(pending.max(0) as u64)
 }
+
+#[cfg(test)]
+mod tests {
+    use app::model::SignatureVerdict;
+    use sqlx::Connection;
+
+    use super::*;
+    use crate::storage::{append::append, testing};
+
+    #[tokio::test]
+    async fn an_event_keeps_its_first_deliverys_verdict_and_counts_the_valid_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = testing::open(&dir).await.writer_connection;
+        // evt_1: a forged first delivery, then a genuine retry with another body; evt_2: alone.
+        let mut forged = testing::delivery(1);
+        forged.signature = SignatureVerdict::Invalid;
+        let mut genuine = testing::delivery(1);
+        genuine.id = "delivery-1-retry".into();
+        genuine.signature = SignatureVerdict::Valid;
+        genuine.body_sha256 = [7; 32];
+        let mut other = testing::delivery(2);
+        other.signature = SignatureVerdict::Valid;
+        let mut tx = conn.begin().await.unwrap();
+        append(&mut tx, &[forged, genuine, other], 1).await.unwrap();
+        index(&mut tx, 0, 3).await.unwrap();
+        tx.commit().await.unwrap();
+
+        let events: Vec<(String, i64, String, i64, bool, bool, i64)> = sqlx::query_as(
+            "SELECT dedupe_key, delivery_count, signature, valid_deliveries, verdicts_differ, \
+                    body_differs, first_seq FROM events ORDER BY key",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+        assert_eq!(
+            events,
+            [
+                ("evt_1".into(), 2, "invalid".into(), 1, true, true, 1),
+                ("evt_2".into(), 1, "valid".into(), 1, false, false, 3),
+            ]
+        );
+        let links: Vec<(i64, i64)> =
+            sqlx::query_as("SELECT event_key, seq FROM event_deliveries ORDER BY seq")
+                .fetch_all(&mut conn)
+                .await
+                .unwrap();
+        assert_eq!(links, [(1, 1), (1, 2), (2, 3)]);
+        assert_eq!(indexed_seq(&mut conn).await.unwrap(), 3);
+        assert_eq!(pending(&mut conn).await.unwrap(), 0);
+    }
+}

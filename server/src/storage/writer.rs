@@ -322,3 +322,117 @@ async fn transaction(
     }
     written
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::storage::testing::{delivery, open};
+
+    async fn count(store: &super::super::Store, sql: &str) -> i64 {
+        sqlx::query_scalar(sql)
+            .fetch_one(&store.pool)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn each_sender_gets_its_seq_once_committed_in_commit_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let opened = open(&dir).await;
+        let (writer, _task) = Writer::spawn(opened.writer_connection).await.unwrap();
+        for n in 1..=3 {
+            assert_eq!(writer.store(delivery(n)).await.unwrap(), n as i64);
+        }
+        let stores = (4..104).map(|n| {
+            let writer = writer.clone();
+            tokio::spawn(async move { (n, writer.store(delivery(n)).await.unwrap()) })
+        });
+        let mut seqs = Vec::new();
+        for store in stores {
+            let (n, seq) = store.await.unwrap();
+            let stored: i64 = sqlx::query_scalar("SELECT seq FROM deliveries WHERE id = $1")
+                .bind(format!("delivery-{n}"))
+                .fetch_one(&opened.store.pool)
+                .await
+                .unwrap();
+            assert_eq!(stored, seq, "the answer names the seq that was stored");
+            seqs.push(seq);
+        }
+        seqs.sort_unstable();
+        assert_eq!(seqs, (4..104).collect::<Vec<i64>>(), "no gap, no repeat");
+    }
+
+    #[tokio::test]
+    async fn a_delivery_nobody_waits_behind_is_listed_when_it_is_acknowledged() {
+        let dir = tempfile::tempdir().unwrap();
+        let opened = open(&dir).await;
+        let (writer, _task) = Writer::spawn(opened.writer_connection).await.unwrap();
+        writer.store(delivery(1)).await.unwrap();
+        assert_eq!(count(&opened.store, "SELECT COUNT(*) FROM events").await, 1);
+        assert_eq!(opened.store.catch_up(&writer).await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_backlog_left_by_a_burst_is_indexed_in_chunks_a_reader_can_ask_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut opened = open(&dir).await;
+        // 3,000 deliveries appended without indexing, as during a burst, then a restart.
+        let burst: Vec<NewDelivery> = (1..=3000).map(delivery).collect();
+        transaction(&mut opened.writer_connection, &burst, 1, 0, 0)
+            .await
+            .unwrap();
+        let (writer, _task) = Writer::spawn(opened.writer_connection).await.unwrap();
+        let left = writer.catch_up(Duration::from_secs(30)).await.unwrap();
+        assert!(
+            left < 3000,
+            "a reader's catch-up indexes a chunk ({left} left)"
+        );
+        let pending = crate::storage::index::pending(&opened.store.pool)
+            .await
+            .unwrap();
+        assert_eq!(pending, left, "the answer is what is still pending");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while writer.catch_up(Duration::from_secs(5)).await != Some(0) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the backlog never emptied"
+            );
+        }
+        let listed = count(&opened.store, "SELECT COUNT(*) FROM event_deliveries").await;
+        assert_eq!(listed, 3000);
+        // New deliveries follow the burst's numbering.
+        assert_eq!(writer.store(delivery(3001)).await.unwrap(), 3001);
+    }
+
+    #[tokio::test]
+    async fn a_refused_commit_acknowledges_nothing_and_the_next_one_goes_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let opened = open(&dir).await;
+        sqlx::query(
+            "CREATE TRIGGER refuse BEFORE INSERT ON deliveries WHEN NEW.id = 'delivery-1' \
+             BEGIN SELECT RAISE(ABORT, 'no room'); END",
+        )
+        .execute(&opened.store.pool)
+        .await
+        .unwrap();
+        let (writer, _task) = Writer::spawn(opened.writer_connection).await.unwrap();
+        let error = writer.store(delivery(1)).await.unwrap_err();
+        assert!(error.to_string().contains("no room"), "{error}");
+        let failure = writer.health().failure().expect("health says why");
+        assert!(failure.contains("no room"), "{failure}");
+        assert_eq!(
+            count(&opened.store, "SELECT COUNT(*) FROM deliveries").await,
+            0
+        );
+
+        assert_eq!(
+            writer.store(delivery(2)).await.unwrap(),
+            1,
+            "seq 1 was never given"
+        );
+        assert_eq!(writer.health().failure(), None);
+        assert_eq!(count(&opened.store, "SELECT COUNT(*) FROM events").await, 1);
+    }
+}
