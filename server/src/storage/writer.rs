@@ -12,11 +12,15 @@
 //! they retry), [`Health`] says why, and the next batch simply tries again, so ingestion resumes
 //! by itself once the disk has room.
 //!
-//! Indexing (grouping deliveries into events, see `index`) shares the transaction when nobody is
-//! waiting behind it, so a delivery is listed the moment it is acknowledged. When senders queue up
-//! (a burst beyond what the writer can index as it goes), it appends only, and indexes the backlog
-//! in chunks: once the queue has been quiet for [`IDLE`], at least every [`CATCH_UP_EVERY`] while
-//! the burst goes on, and whenever a reader asks ([`Writer::catch_up`]).
+//! Indexing (grouping deliveries into events, see `index`) shares the transaction, after the
+//! appends: each transaction does up to [`SHARE`] deliveries' worth of work, appends first, and
+//! indexes the oldest deliveries not yet indexed with the room left. Under a light or steady load
+//! batches are small, so everything appended is indexed in the same commit and listed the moment
+//! it is acknowledged. In a burst, batches fill the share with appends alone and the backlog waits
+//! (acknowledging costs a fraction of indexing: a burst is taken at the rate of the appends); it is
+//! indexed in chunks of [`INDEX_CHUNK`] once the queue has been quiet for [`IDLE`], or when a
+//! reader asks ([`Writer::catch_up`]), and by at least [`BUSY_CHUNK`] every [`CATCH_UP_EVERY`]
+//! while the burst goes on.
 
 use std::{
     sync::{Arc, Mutex},
@@ -36,8 +40,11 @@ pub const MAX_BATCH: usize = 512;
 pub const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
 /// How many deliveries may wait for the writer before ingestion waits for room.
 const QUEUE_DEPTH: usize = 2048;
-/// The most deliveries one transaction indexes when nobody waits behind it or a reader asks:
-/// about 20 to 40 ms of work here, so a reader's wait stays under 100 ms.
+/// How many deliveries' worth of work one transaction does, appends first, then indexing with
+/// the room left. A full batch of 64 senders appends only; a batch of 10 indexes up to 54.
+const SHARE: i64 = 64;
+/// The most deliveries one transaction indexes when the queue is quiet or a reader asks: about
+/// 20 to 40 ms of work here, so a reader's wait stays under 100 ms.
 const INDEX_CHUNK: i64 = 1024;
 /// The most deliveries indexed every [`CATCH_UP_EVERY`] while senders keep the queue busy: the
 /// backlog moves on during a burst that never pauses, at the cost of a few ms for one batch.
@@ -233,16 +240,17 @@ async fn write_until_stopped(
             }
         };
         let batch = Batch::gather(first, &mut queue);
-        let index_limit = if queue.is_empty() || !batch.readers.is_empty() {
+        let room = (SHARE - batch.deliveries.len() as i64).max(0);
+        let index_limit = if !batch.readers.is_empty() {
             INDEX_CHUNK
         } else if indexed_at.elapsed() >= CATCH_UP_EVERY {
-            BUSY_CHUNK
+            room.max(BUSY_CHUNK)
         } else {
-            0
+            room
         };
         let before = seqs.indexed;
         seqs = commit(&mut connection, batch, seqs, index_limit, &health).await;
-        if seqs.indexed > before || seqs.backlog() == 0 {
+        if seqs.backlog() == 0 || (index_limit >= BUSY_CHUNK && seqs.indexed > before) {
             indexed_at = Instant::now();
         }
     }
