@@ -78,7 +78,10 @@ pub async fn open(url: &str) -> anyhow::Result<Opened> {
     sqlx::migrate!("../migrations/sqlite")
         .run(&pool)
         .await
-        .context("bringing the database schema up to date")?;
+        .context(
+            "bringing the database schema up to date (a database made by a development build \
+             from before the single-store schema cannot be opened: start on a new file)",
+        )?;
     let writer_connection = options
         .pragma("cache_size", WRITER_CACHE_KIB.to_string())
         .statement_cache_capacity(append::STATEMENT_CACHE_CAPACITY)
