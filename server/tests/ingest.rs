@@ -583,7 +583,8 @@ async fn at_a_steady_rate_a_delivery_is_listed_within_a_second_of_its_acknowledg
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     senders.join_all().await;
-    let acknowledged = acknowledged.lock().unwrap();
+    let acknowledged = std::mem::take(&mut *acknowledged.lock().unwrap());
+    assert_eq!(acknowledged.len(), SENDERS * PER_SENDER);
     let mut slowest = Duration::ZERO;
     for (id, acked_at) in acknowledged.iter() {
         let shown = listed[id].saturating_duration_since(*acked_at);

@@ -91,8 +91,8 @@ type Stored = oneshot::Sender<Result<i64, WriteError>>;
 
 /// What the writer is asked to do.
 enum Job {
-    /// Append a delivery; answer once it is durable.
-    Store(NewDelivery, Stored),
+    /// Append a delivery; answer once it is durable. (Boxed: a queue slot is a pointer.)
+    Store(Box<NewDelivery>, Stored),
     /// A reader wants what is acknowledged listed: index a chunk now, then answer with how many
     /// deliveries are still not indexed.
     CatchUp(oneshot::Sender<u64>),
@@ -144,7 +144,7 @@ impl Writer {
     pub async fn store(&self, delivery: NewDelivery) -> Result<i64, WriteError> {
         let (stored, answer) = oneshot::channel();
         self.jobs
-            .send(Job::Store(delivery, stored))
+            .send(Job::Store(Box::new(delivery), stored))
             .await
             .map_err(|_| WriteError::Stopped)?;
         answer.await.map_err(|_| WriteError::Stopped)?
@@ -183,7 +183,7 @@ impl Batch {
         match job {
             Job::Store(delivery, stored) => {
                 self.bytes += delivery.weight();
-                self.deliveries.push(delivery);
+                self.deliveries.push(*delivery);
                 self.senders.push(stored);
             }
             Job::CatchUp(reader) => self.readers.push(reader),
