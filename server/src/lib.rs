@@ -125,8 +125,11 @@ pub struct Application {
 impl Application {
     /// Loads the sources, opens the database and binds the address.
     pub async fn build(args: ServeArgs) -> anyhow::Result<Self> {
-        let sources = match &args.config {
-            Some(path) => Sources::load(path).map_err(anyhow::Error::msg)?,
+        let sources = match args.config.clone() {
+            // A file read: off the runtime's workers.
+            Some(path) => tokio::task::spawn_blocking(move || Sources::load(&path))
+                .await?
+                .map_err(anyhow::Error::msg)?,
             None => Sources::default(),
         };
         let (token, generated_token) = match args.token {

@@ -122,10 +122,10 @@ fn connect_options(url: &str) -> anyhow::Result<SqliteConnectOptions> {
 pub async fn backup(url: &str, to: &Path) -> anyhow::Result<u64> {
     let options = connect_options(url)?.create_if_missing(false);
     let from = options.get_filename().to_owned();
-    if !from.exists() {
+    if !tokio::fs::try_exists(&from).await? {
         anyhow::bail!("there is no database at {}", from.display());
     }
-    if to.exists() {
+    if tokio::fs::try_exists(to).await? {
         anyhow::bail!(
             "{} already exists; a backup goes to a new file",
             to.display()
@@ -186,10 +186,10 @@ impl Store {
 /// What the storage tests share: a delivery to store and a fresh database.
 #[cfg(test)]
 pub(crate) mod testing {
-    use app::model::SignatureVerdict;
+    use app::model::{BodyKind, SignatureVerdict};
     use bytes::Bytes;
 
-    use crate::delivery::{NewDelivery, SourceName};
+    use crate::delivery::{EnvelopeFields, NewDelivery, SourceName};
 
     /// The `n`th delivery of a test: a KeldairHR envelope with the id `evt_n`.
     pub fn delivery(n: usize) -> NewDelivery {
@@ -207,7 +207,15 @@ pub(crate) mod testing {
             received_at: n as i64,
             size: body.len() as i64,
             content_type: Some("application/json".into()),
-            envelope: crate::envelope::parse(&body),
+            envelope: EnvelopeFields {
+                kind: BodyKind::Envelope,
+                event_id: Some(format!("evt_{n}")),
+                event_type: Some("t".into()),
+                version: Some("1".into()),
+                date_occurred: Some("2026-11-29T00:00:00Z".into()),
+                occurred_at: Some(1_795_910_400_000_000),
+                parse_error: None,
+            },
             body,
             body_sha256: [0; 32],
             signature: SignatureVerdict::Unchecked,
