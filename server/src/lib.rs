@@ -100,7 +100,7 @@ pub fn router(state: AppState) -> Router {
 /// `GET /healthz`: 200 once the server is up, the database answers and takes writes; 503 with
 /// the reason otherwise (a full disk, say, while senders get 503 too).
 async fn healthz(State(state): State<AppState>) -> (StatusCode, String) {
-    if let Some(failure) = state.writer.health().failure() {
+    if let Some(failure) = state.writer.failure() {
         return (StatusCode::SERVICE_UNAVAILABLE, failure);
     }
     if state.store.is_reachable().await {

@@ -26,7 +26,7 @@ use sqlx::{
 
 pub use events::{EventQuery, QueryError, RawBody};
 pub use lock::DatabaseLock;
-pub use writer::{Health, WriteError, Writer};
+pub use writer::{WriteError, Writer};
 
 /// The read side of the database, cheap to clone.
 #[derive(Clone)]

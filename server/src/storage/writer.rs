@@ -162,9 +162,13 @@ impl Writer {
         tokio::time::timeout(wait, asked).await.ok().flatten()
     }
 
-    /// Whether the database takes writes.
-    pub fn health(&self) -> &Health {
-        &self.health
+    /// Why the writer cannot store deliveries right now (the database refused the last write,
+    /// or the writer has stopped), or `None` when it can.
+    pub fn failure(&self) -> Option<String> {
+        if self.jobs.is_closed() {
+            return Some(WriteError::Stopped.to_string());
+        }
+        self.health.failure()
     }
 }
 
@@ -428,7 +432,7 @@ mod tests {
         let (writer, _task) = Writer::spawn(opened.writer_connection).await.unwrap();
         let error = writer.store(delivery(1)).await.unwrap_err();
         assert!(error.to_string().contains("no room"), "{error}");
-        let failure = writer.health().failure().expect("health says why");
+        let failure = writer.failure().expect("the writer says why");
         assert!(failure.contains("no room"), "{failure}");
         assert_eq!(
             count(&opened.store, "SELECT COUNT(*) FROM deliveries").await,
@@ -440,7 +444,7 @@ mod tests {
             1,
             "seq 1 was never given"
         );
-        assert_eq!(writer.health().failure(), None);
+        assert_eq!(writer.failure(), None);
         assert_eq!(count(&opened.store, "SELECT COUNT(*) FROM events").await, 1);
     }
 }
