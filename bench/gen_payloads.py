@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
-"""Write N distinct ~1 KB KeldairHR `applicant.hired` events, one compact JSON per line.
+"""Write N distinct KeldairHR `applicant.hired` events of about TARGET_BYTES each, one compact
+JSON per line (bench/ingest.sh uses ~1 KB bodies, and a few of ~1 MiB for its memory check).
 
 Usage: gen_payloads.py N SAMPLE_JSON OUT_FILE [TARGET_BYTES]
 
 Each line keeps the sample's envelope (`id`, `type`, `version`, `dateOccurred`, `data`) with
 `id` first, and varies the applicant (id, names, email, dates, department, manager) so no two
-lines are alike; a `notes` field pads every line to TARGET_BYTES (default 1024). The `id` is a
-random UUID v4 here, but `ingest.lua` replaces it with a fresh one on every request, so the
-file is a pool of bodies, not a list of events. Standard library only; seeded, so the same
+lines are alike; a `notes` field pads every line to exactly TARGET_BYTES (default 1024). The
+`id` is a random UUID v4 here, but `ingest.lua` replaces it with a fresh one on every request,
+so the file is a pool of bodies, not a list of events. Standard library only; seeded, so the same
 N gives the same file.
 """
 import json
