@@ -3,6 +3,8 @@
 // Each test file uses its own share of these helpers.
 #![allow(dead_code)]
 
+pub mod binary;
+
 use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
