@@ -17,7 +17,9 @@
 #      the end, and (c) every delivery listed within 1 s of its 2xx, p99: a probe posts a
 #      `bench.probe` event every 200 ms and polls the list until it shows (bench/ingest_probe.py).
 #      The search starts at SUSTAIN_START% of Hookscope's burst rate in the same round and steps
-#      down by SUSTAIN_STEP% of it, at most SUSTAIN_STEPS times; each step on a fresh database.
+#      by SUSTAIN_STEP% of it: down until a rate holds, or, when the first one holds, up until
+#      one does not; at most SUSTAIN_STEPS steps, each on a fresh database. It reports the
+#      highest rate held.
 #      Floor: the rate held >= 15% of the bare handler's burst requests/s of the same round.
 #   3. Memory: Hookscope's peak resident memory (VmHWM) over the 1 KB burst (target < 100 MiB)
 #      and over a burst of ~1 MiB bodies (64 senders, BIG_SECONDS; target < 300 MiB).
@@ -310,23 +312,30 @@ sustain_step() {
   stored_count >"$DIR/count"
 }
 
-# sustain_search ROUND_DIR: steps down from SUSTAIN_START% of this round's Hookscope burst rate
-# until a rate holds; ingest_report.py step judges each one (0 held, 2 not held, 1 mismatch).
+# sustain_search ROUND_DIR: one step at SUSTAIN_START% of this round's Hookscope burst rate; if
+# it does not hold, steps down by SUSTAIN_STEP% until one holds; if it holds, steps up until one
+# does not (so the figure is the highest rate held, not just a rate held); SUSTAIN_STEPS at most.
+# ingest_report.py step judges each step (exit 0 held, 2 not held, 1 stored != 2xx).
 sustain_search() {
-  local burst_rate pct rate k verdict
+  local burst_rate pct=$SUSTAIN_START k rate verdict climbing=0
   burst_rate=$(report rate "$1/hookscope/wrk.txt")
   for k in $(seq 1 "$SUSTAIN_STEPS"); do
-    pct=$((SUSTAIN_START - (k - 1) * SUSTAIN_STEP))
-    [[ $pct -gt 0 ]] || break
     rate=$((burst_rate * pct / 100))
-    [[ $rate -gt 0 ]] || break
+    [[ $pct -gt 0 && $rate -gt 0 ]] || break
     start_hookscope "$1/sustain/step$k"
     sustain_step "$rate"
     stop_server
     verdict=0
     report step "$DIR" "$pct" >&2 || verdict=$?
     if [[ $verdict -eq 1 ]]; then echo 1 >"$1/mismatch"; fi
-    if [[ $verdict -eq 0 ]]; then break; fi
+    if [[ $k -eq 1 && $verdict -ne 2 ]]; then climbing=1; fi
+    if [[ $climbing -eq 1 ]]; then
+      [[ $verdict -ne 2 ]] || break
+      pct=$((pct + SUSTAIN_STEP))
+    else
+      [[ $verdict -eq 2 ]] || break
+      pct=$((pct - SUSTAIN_STEP))
+    fi
   done
   return 0
 }

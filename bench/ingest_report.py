@@ -221,13 +221,13 @@ def print_burst(res, conns, duration):
 
 
 def sustained(r):
-    """The steps' verdicts, in order, and the first that held (None if none did)."""
+    """The steps' verdicts, in order, and the highest rate held (None if none held)."""
     d = os.path.join(r, "sustain")
     steps = sorted((s for s in os.listdir(d) if s.startswith("step")), key=lambda s: int(s[4:])) \
         if os.path.isdir(d) else []
     verdicts = [json.loads(read(os.path.join(d, s, "verdict.json"))) for s in steps
                 if os.path.exists(os.path.join(d, s, "verdict.json"))]
-    return verdicts, next((v for v in verdicts if v["held"]), None)
+    return verdicts, max((v for v in verdicts if v["held"]), key=lambda v: v["rate"], default=None)
 
 
 def round_report(r, conns, duration, big_bytes):
@@ -259,12 +259,13 @@ def round_report(r, conns, duration, big_bytes):
             s["counts_ok"] &= v["counts_ok"]
         s["sustained_rate"] = held["rate"] if held else 0
         s["sustained_ratio"] = s["sustained_rate"] / s["bare_rps"]
-        s["sustained_first"] = bool(held) and held is verdicts[0]
+        # No step above the rate held was tried: the search ran out of steps while climbing.
+        s["sustained_open"] = bool(held) and all(v["rate"] <= held["rate"] for v in verdicts)
         if held:
             s.update(probe_p50=held["listed_p50_ms"], probe_p99=held["listed_p99_ms"],
                      pending_max=held["pending_max"], db_backlog_max=held["db_backlog_max"])
             print(f"  sustained {held['rate']:,}/s = {s['sustained_ratio']:.2f} of bare's burst"
-                  f"{' (the first step held: the rate may be higher)' if s['sustained_first'] else ''}")
+                  f"{' (no higher step failed: the rate may be higher)' if s['sustained_open'] else ''}")
         else:
             print("  no step held")
     if os.path.isdir(os.path.join(r, "big")):
@@ -315,8 +316,8 @@ def summary(top):
     print("ratio: Hookscope/bare burst requests/s (wrk); oha p99 ms: Hookscope's burst; sust/s:"
           " the rate held; sust ratio: it over bare's burst; probe p99 ms: ack to listed; "
           "pending: the largest `pending` seen while it held")
-    if any(s.get("sustained_first") for s in rs):
-        print("(in some round the first sustained step held: the rate there may be higher)")
+    if any(s.get("sustained_open") for s in rs):
+        print("(in some round no step above the sustained rate failed: it may be higher there)")
     print()
     floors = [
         (f"burst: Hookscope >= {BURST_RATIO_FLOOR:.0%} of bare requests/s (median)",
