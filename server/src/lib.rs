@@ -144,7 +144,7 @@ impl Application {
             .await
             .with_context(|| format!("listening on {}", args.listen))?;
         let address = listener.local_addr()?;
-        let (writer, writer_task) = Writer::spawn(opened.writer_connection)
+        let (writer, writer_task) = Writer::spawn(opened.writer_connection, opened.path)
             .await
             .context("starting the writer")?;
         let leptos_options = LeptosOptions::builder()

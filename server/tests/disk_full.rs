@@ -156,8 +156,18 @@ async fn a_full_disk_refuses_at_once_keeps_what_was_acknowledged_and_recovers_by
     server.assert_stored(&acknowledged).await;
     assert_eq!(server.listed_events().await.len(), acknowledged.len());
 
-    // With room again, the next delivery is taken, and that clears the health failure.
+    // With room again, /healthz turns healthy by itself (a load balancer trusting it would send
+    // nothing until then), and the next delivery is taken.
     std::fs::remove_file(filler).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, reason) = health(&client, &server).await;
+        if status == StatusCode::OK {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still unhealthy: {reason}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let (response, took, body) = post(&client, &url, 2000).await;
     assert_eq!(
         response.status(),

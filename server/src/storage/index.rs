@@ -41,6 +41,15 @@ INSERT INTO event_deliveries (event_key, seq)
     WHERE d.seq > $1 AND d.seq <= $2;
 UPDATE indexing SET indexed_seq = $2;";
 
+/// Rewrites the indexing state as it is: a write of one page, to learn whether the database
+/// takes writes again after a failure.
+pub async fn touch(conn: &mut SqliteConnection) -> sqlx::Result<()> {
+    sqlx::query("UPDATE indexing SET indexed_seq = indexed_seq")
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
 /// The `seq` up to which every delivery is indexed.
 pub async fn indexed_seq(conn: &mut SqliteConnection) -> sqlx::Result<i64> {
     sqlx::query_scalar("SELECT indexed_seq FROM indexing")

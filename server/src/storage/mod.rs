@@ -16,7 +16,11 @@ mod index;
 mod lock;
 pub mod writer;
 
-use std::{path::Path, str::FromStr, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    str::FromStr,
+    time::Duration,
+};
 
 use anyhow::Context;
 use sqlx::{
@@ -40,6 +44,8 @@ pub struct Opened {
     pub store: Store,
     pub writer_connection: SqliteConnection,
     pub lock: DatabaseLock,
+    /// The database file.
+    pub path: PathBuf,
 }
 
 /// The longest a read waits for indexing; past it, the read answers with what is listed and
@@ -60,7 +66,7 @@ const WRITER_CACHE_KIB: i64 = -16 * 1024;
 pub async fn open(url: &str) -> anyhow::Result<Opened> {
     let options = connect_options(url)?;
     let path = options.get_filename().to_owned();
-    let lock = DatabaseLock::acquire(path).await?;
+    let lock = DatabaseLock::acquire(path.clone()).await?;
     let pool = SqlitePoolOptions::new()
         .max_connections(4)
         .connect_with(options.clone())
@@ -92,6 +98,7 @@ pub async fn open(url: &str) -> anyhow::Result<Opened> {
         store: Store { pool },
         writer_connection,
         lock,
+        path,
     })
 }
 

@@ -23,6 +23,7 @@
 //! while the burst goes on.
 
 use std::{
+    path::{Path, PathBuf},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -53,8 +54,13 @@ const BUSY_CHUNK: i64 = 256;
 const IDLE: Duration = Duration::from_millis(5);
 /// The longest a backlog goes without being indexed while deliveries keep coming.
 const CATCH_UP_EVERY: Duration = Duration::from_secs(1);
-/// How long the writer waits before indexing again after a failed write.
+/// How long the writer waits before trying to write again after a failed write, with nothing
+/// queued.
 const RETRY: Duration = Duration::from_secs(1);
+/// The free space a failed database must have again before the writer probes it with a write:
+/// room for a whole batch and its WAL frames, so that a disk with room for one page but not for a
+/// delivery does not pass for healthy.
+const ROOM_TO_RETRY: u64 = 2 * MAX_BATCH_BYTES as u64;
 
 /// Why a delivery could not be stored; it was not acknowledged, so the sender will retry.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -124,6 +130,7 @@ impl Writer {
     /// every queued delivery is answered.
     pub async fn spawn(
         mut connection: SqliteConnection,
+        database: PathBuf,
     ) -> sqlx::Result<(Self, tokio::task::JoinHandle<()>)> {
         let seqs = Seqs {
             last: append::last_seq(&mut connection).await?,
@@ -133,6 +140,7 @@ impl Writer {
         let health = Arc::new(Health::default());
         let task = tokio::spawn(write_until_stopped(
             connection,
+            database,
             queue,
             Arc::clone(&health),
             seqs,
@@ -180,6 +188,9 @@ struct Batch {
     senders: Vec<Stored>,
     readers: Vec<oneshot::Sender<u64>>,
     bytes: usize,
+    /// Write even when there is nothing to append or index: a probe of whether the database
+    /// takes writes again.
+    probe: bool,
 }
 
 impl Batch {
@@ -215,33 +226,46 @@ impl Batch {
 /// The writer task: gather, commit, answer; until every handle is gone.
 async fn write_until_stopped(
     mut connection: SqliteConnection,
+    database: PathBuf,
     mut queue: mpsc::Receiver<Job>,
     health: Arc<Health>,
     mut seqs: Seqs,
 ) {
     let mut indexed_at = Instant::now();
     loop {
-        let first = if seqs.backlog() > 0 {
-            let quiet = if health.failure().is_some() {
-                RETRY
-            } else {
-                IDLE
-            };
-            match tokio::time::timeout(quiet, queue.recv()).await {
-                Ok(Some(job)) => job,
-                Ok(None) => break,
+        // A write that failed is tried again on a timer, even with nothing queued, so that
+        // /healthz turns healthy by itself once the disk has room (a load balancer that trusts
+        // it would otherwise send nothing that could clear it). A backlog is indexed once the
+        // queue is quiet.
+        let failing = health.failure().is_some();
+        let quiet = if failing {
+            Some(RETRY)
+        } else if seqs.backlog() > 0 {
+            Some(IDLE)
+        } else {
+            None
+        };
+        let next = queue.recv();
+        let received = match quiet {
+            None => next.await,
+            Some(quiet) => match tokio::time::timeout(quiet, next).await {
+                Ok(received) => received,
                 Err(_quiet) => {
-                    let batch = Batch::default();
+                    if failing && !has_room(&database).await {
+                        continue;
+                    }
+                    let batch = Batch {
+                        probe: failing,
+                        ..Batch::default()
+                    };
                     seqs = commit(&mut connection, batch, seqs, INDEX_CHUNK, &health).await;
                     indexed_at = Instant::now();
                     continue;
                 }
-            }
-        } else {
-            match queue.recv().await {
-                Some(job) => job,
-                None => break,
-            }
+            },
+        };
+        let Some(first) = received else {
+            break; // every handle is gone, and everything queued is answered
         };
         let batch = Batch::gather(first, &mut queue);
         let room = (SHARE - batch.deliveries.len() as i64).max(0);
@@ -277,7 +301,14 @@ async fn commit(
     let first = seqs.last + 1;
     let last = seqs.last + batch.deliveries.len() as i64;
     let index_to = last.min(seqs.indexed + index_limit);
-    let written = transaction(conn, &batch.deliveries, first, seqs.indexed, index_to).await;
+    let written = transaction(
+        conn,
+        &batch.deliveries,
+        first,
+        (seqs.indexed, index_to),
+        batch.probe,
+    )
+    .await;
     let now = match written {
         Ok(()) => {
             health.set(None);
@@ -305,25 +336,53 @@ async fn commit(
     now
 }
 
+/// True when the filesystem holding `database` has [`ROOM_TO_RETRY`] free, or cannot say.
+async fn has_room(database: &Path) -> bool {
+    let folder = match database.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    tokio::task::spawn_blocking(move || {
+        free_space(&folder).is_none_or(|free| free >= ROOM_TO_RETRY)
+    })
+    .await
+    .unwrap_or(true)
+}
+
+#[cfg(unix)]
+fn free_space(folder: &Path) -> Option<u64> {
+    let stats = rustix::fs::statvfs(folder).ok()?;
+    Some(stats.f_bavail.saturating_mul(stats.f_frsize))
+}
+
+#[cfg(not(unix))]
+fn free_space(_folder: &Path) -> Option<u64> {
+    None
+}
+
 /// `BEGIN`, the appends, the indexing of `after < seq <= index_to`, `COMMIT`; on any failure a
 /// `ROLLBACK`, so the connection is never left inside a transaction. (The writer issues these
 /// itself rather than through sqlx's `Transaction`: a COMMIT that fails on a full disk has already
-/// been rolled back by SQLite, and sqlx would then count a transaction that is not there.)
+/// been rolled back by SQLite, and sqlx would then count a transaction that is not there.) With
+/// nothing to append or index, it writes nothing, unless `probe` asks for a write of one page.
 async fn transaction(
     conn: &mut SqliteConnection,
     deliveries: &[NewDelivery],
     first_seq: i64,
-    after: i64,
-    index_to: i64,
+    (after, index_to): (i64, i64),
+    probe: bool,
 ) -> sqlx::Result<()> {
-    if deliveries.is_empty() && index_to <= after {
+    let indexing = index_to > after;
+    if deliveries.is_empty() && !indexing && !probe {
         return Ok(());
     }
     sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
     let written = async {
         append::append(conn, deliveries, first_seq).await?;
-        if index_to > after {
+        if indexing {
             index::index(conn, after, index_to).await?;
+        } else if deliveries.is_empty() {
+            index::touch(conn).await?;
         }
         sqlx::query("COMMIT").execute(&mut *conn).await.map(drop)
     }
@@ -353,7 +412,9 @@ mod tests {
     async fn each_sender_gets_its_seq_once_committed_in_commit_order() {
         let dir = tempfile::tempdir().unwrap();
         let opened = open(&dir).await;
-        let (writer, _task) = Writer::spawn(opened.writer_connection).await.unwrap();
+        let (writer, _task) = Writer::spawn(opened.writer_connection, dir.path().join("t.db"))
+            .await
+            .unwrap();
         for n in 1..=3 {
             assert_eq!(writer.store(delivery(n)).await.unwrap(), n as i64);
         }
@@ -380,7 +441,9 @@ mod tests {
     async fn a_delivery_nobody_waits_behind_is_listed_when_it_is_acknowledged() {
         let dir = tempfile::tempdir().unwrap();
         let opened = open(&dir).await;
-        let (writer, _task) = Writer::spawn(opened.writer_connection).await.unwrap();
+        let (writer, _task) = Writer::spawn(opened.writer_connection, dir.path().join("t.db"))
+            .await
+            .unwrap();
         writer.store(delivery(1)).await.unwrap();
         assert_eq!(count(&opened.store, "SELECT COUNT(*) FROM events").await, 1);
         assert_eq!(opened.store.catch_up(&writer).await.unwrap(), 0);
@@ -392,10 +455,12 @@ mod tests {
         let mut opened = open(&dir).await;
         // 3,000 deliveries appended without indexing, as during a burst, then a restart.
         let burst: Vec<NewDelivery> = (1..=3000).map(delivery).collect();
-        transaction(&mut opened.writer_connection, &burst, 1, 0, 0)
+        transaction(&mut opened.writer_connection, &burst, 1, (0, 0), false)
             .await
             .unwrap();
-        let (writer, _task) = Writer::spawn(opened.writer_connection).await.unwrap();
+        let (writer, _task) = Writer::spawn(opened.writer_connection, dir.path().join("t.db"))
+            .await
+            .unwrap();
         let left = writer.catch_up(Duration::from_secs(30)).await.unwrap();
         assert!(
             left < 3000,
@@ -419,6 +484,38 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn after_a_refused_write_the_writer_probes_and_turns_healthy_by_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let opened = open(&dir).await;
+        for refusal in [
+            "CREATE TRIGGER refuse BEFORE INSERT ON deliveries BEGIN SELECT RAISE(ABORT, 'no room'); END",
+            "CREATE TRIGGER refuse_probe BEFORE UPDATE ON indexing BEGIN SELECT RAISE(ABORT, 'no room'); END",
+        ] {
+            sqlx::query(refusal)
+                .execute(&opened.store.pool)
+                .await
+                .unwrap();
+        }
+        let (writer, _task) = Writer::spawn(opened.writer_connection, dir.path().join("t.db"))
+            .await
+            .unwrap();
+        writer.store(delivery(1)).await.unwrap_err();
+        tokio::time::sleep(RETRY * 2).await;
+        assert!(writer.failure().is_some(), "the probe was refused too");
+
+        // The database takes writes again; nobody sends anything.
+        sqlx::query("DROP TRIGGER refuse_probe")
+            .execute(&opened.store.pool)
+            .await
+            .unwrap();
+        let deadline = std::time::Instant::now() + RETRY * 10;
+        while writer.failure().is_some() {
+            assert!(std::time::Instant::now() < deadline, "still failing");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    #[tokio::test]
     async fn a_refused_commit_acknowledges_nothing_and_the_next_one_goes_through() {
         let dir = tempfile::tempdir().unwrap();
         let opened = open(&dir).await;
@@ -429,7 +526,9 @@ mod tests {
         .execute(&opened.store.pool)
         .await
         .unwrap();
-        let (writer, _task) = Writer::spawn(opened.writer_connection).await.unwrap();
+        let (writer, _task) = Writer::spawn(opened.writer_connection, dir.path().join("t.db"))
+            .await
+            .unwrap();
         let error = writer.store(delivery(1)).await.unwrap_err();
         assert!(error.to_string().contains("no room"), "{error}");
         let failure = writer.failure().expect("the writer says why");
