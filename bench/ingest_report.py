@@ -26,6 +26,7 @@ BURST_P99_MS = 10.0
 SUSTAINED_RATIO_FLOOR = 0.15
 LISTED_P99_MS = 1000.0
 SENT_FLOOR = 0.95  # of the schedule oha must manage to send, or the load was not open loop
+ACK_P99_MS = 1000.0  # oha's latency-corrected p99: from when a request was due to its answer
 TREND_SHARE = 0.10  # of a second's worth: the most `pending` may rise from first to last third
 MEM_BURST_MIB = 100
 MEM_BIG_MIB = 300
@@ -124,6 +125,9 @@ def judge_step(d, pct):
                    f"{len(v['probe_errors'])} probe errors")
     if v["sent_share"] < SENT_FLOOR:
         why.append(f"oha sent only {v['sent_share']:.0%} of the schedule (answers too slow)")
+    elif v["oha_p99_ms"] > ACK_P99_MS:
+        why.append(f"answers fell behind the schedule: p99 {v['oha_p99_ms']:,.0f} ms from due "
+                   f"to answered")
     if len(pending) < 3 or v["probes"] < 5:
         why.append(f"too few samples ({len(pending)}) or probes ({v['probes']})")
     elif v["pending_max"] >= rate:
@@ -151,7 +155,7 @@ def describe_step(v):
     """Two lines on one step: its figures and verdict, then the stored-deliveries check."""
     return [
         f"{v['rate']:,}/s ({v['percent']}% of Hookscope's burst) for {v['seconds']} s: sent "
-        f"{v['sent_share']:.1%} of the schedule, oha p99 {v['oha_p99_ms']:.1f} ms; pending max "
+        f"{v['sent_share']:.1%} of the schedule, ack p99 {v['oha_p99_ms']:.1f} ms from due; pending max "
         f"{fmt(v['pending_max'])} (SQLite backlog max {fmt(v['db_backlog_max'])}), trend "
         f"{fmt(v['pending_trend'], '+,.0f')}, 0 after {v['drain']} s; ack to listed p50 "
         f"{fmt(v['listed_p50_ms'], '.0f')} ms, p99 {fmt(v['listed_p99_ms'], '.0f')} ms over "
