@@ -7,10 +7,12 @@
 //! - `append` and `index`: the writer's SQL (append deliveries; group them into events).
 //! - `events`: the reads, through [`Store`], a pool of read connections (WAL lets them run beside
 //!   the writer).
+//! - `checkpoint`: copies the WAL into the database file beside the writer.
 //! - `lock`: one server per database file.
 //! - [`backup`]: a consistent copy of a live database.
 
 mod append;
+mod checkpoint;
 mod events;
 mod index;
 mod lock;
@@ -43,6 +45,8 @@ pub struct Store {
 pub struct Opened {
     pub store: Store,
     pub writer_connection: SqliteConnection,
+    /// The checkpointer's connection (see `checkpoint`).
+    pub checkpoint_connection: SqliteConnection,
     pub lock: DatabaseLock,
     /// The database file.
     pub path: PathBuf,
@@ -88,6 +92,11 @@ pub async fn open(url: &str) -> anyhow::Result<Opened> {
             "bringing the database schema up to date (a database made by a development build \
              from before the single-store schema cannot be opened: start on a new file)",
         )?;
+    let checkpoint_connection = options
+        .clone()
+        .connect()
+        .await
+        .context("opening the checkpointer's database connection")?;
     let writer_connection = options
         .pragma("cache_size", WRITER_CACHE_KIB.to_string())
         .statement_cache_capacity(append::STATEMENT_CACHE_CAPACITY)
@@ -97,6 +106,7 @@ pub async fn open(url: &str) -> anyhow::Result<Opened> {
     Ok(Opened {
         store: Store { pool },
         writer_connection,
+        checkpoint_connection,
         lock,
         path,
     })

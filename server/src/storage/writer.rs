@@ -12,15 +12,20 @@
 //! they retry), [`Health`] says why, and the next batch simply tries again, so ingestion resumes
 //! by itself once the disk has room.
 //!
-//! Indexing (grouping deliveries into events, see `index`) shares the transaction, after the
-//! appends: each transaction does up to [`SHARE`] deliveries' worth of work, appends first, and
-//! indexes the oldest deliveries not yet indexed with the room left. Under a light or steady load
-//! batches are small, so everything appended is indexed in the same commit and listed the moment
-//! it is acknowledged. In a burst, batches fill the share with appends alone and the backlog waits
-//! (acknowledging costs a fraction of indexing: a burst is taken at the rate of the appends); it is
-//! indexed in chunks of [`INDEX_CHUNK`] once the queue has been quiet for [`IDLE`], or when a
-//! reader asks ([`Writer::catch_up`]), and by at least [`BUSY_CHUNK`] every [`CATCH_UP_EVERY`]
-//! while the burst goes on.
+//! Indexing (grouping deliveries into events, see `index`) follows the appends, in chunks: a
+//! chunk of a few hundred deliveries costs a third of what the same deliveries cost indexed a
+//! few at a time (the pages every commit rewrites are shared). When to index is the writer's
+//! reading of its load ([`Pace`]):
+//! - while deliveries trickle in (about one per commit), each commit indexes what it appends: a
+//!   delivery is listed the moment it is acknowledged;
+//! - while commits are light (fewer than [`LIGHT`] deliveries each, smoothed), the senders are
+//!   not queueing on the writer: a chunk of up to [`LIGHT_CHUNK`] goes into the next commit once
+//!   [`MIN_CHUNK`] deliveries wait or the oldest has waited [`MAX_LAG`], so a steady load is
+//!   listed well within a second;
+//! - while commits are heavy (a burst: senders queue behind the writer), it appends only, and the
+//!   backlog is counted, never hidden (`pending`); it is indexed once the queue has been quiet
+//!   for [`IDLE`], when a reader asks ([`Writer::catch_up`]), and by [`BUSY_CHUNK`] at least every
+//!   [`CATCH_UP_EVERY`] while the burst goes on.
 
 use std::{
     path::{Path, PathBuf},
@@ -31,7 +36,7 @@ use std::{
 use sqlx::SqliteConnection;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{append, index};
+use super::{append, checkpoint, index};
 use crate::delivery::NewDelivery;
 
 /// The most deliveries one transaction appends.
@@ -41,15 +46,27 @@ pub const MAX_BATCH: usize = 512;
 pub const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
 /// How many deliveries may wait for the writer before ingestion waits for room.
 const QUEUE_DEPTH: usize = 2048;
-/// How many deliveries' worth of work one transaction does, appends first, then indexing with
-/// the room left. A full batch of 64 senders appends only; a batch of 10 indexes up to 54.
-const SHARE: i64 = 64;
-/// The most deliveries one transaction indexes when the queue is quiet or a reader asks: about
-/// 20 to 40 ms of work here, so a reader's wait stays under 100 ms.
+/// Commits smaller than this on average (smoothed) mean a light load: the writer has room to
+/// index as it goes. Commits grow with the rate (a commit takes about a millisecond, most of it
+/// the sync): here a steady 10,000 a second makes commits of about 15, a burst of 64 senders
+/// commits of about 30 (half of them wait while the other half commit).
+const LIGHT: f64 = 22.0;
+/// Commits of about one delivery mean a trickle (up to several hundred a second here): each is
+/// indexed in its own commit, listed the moment it is acknowledged.
+const TRICKLE: f64 = 2.0;
+/// Under a light load, a chunk is indexed once this many deliveries wait...
+const MIN_CHUNK: u64 = 1024;
+/// ...or once the oldest of them has waited this long.
+const MAX_LAG: Duration = Duration::from_millis(200);
+/// The most deliveries one transaction indexes for a reader, or once the queue is quiet: 20 to
+/// 45 ms of work here, so a reader's wait stays under 100 ms.
 const INDEX_CHUNK: i64 = 1024;
-/// The most deliveries indexed every [`CATCH_UP_EVERY`] while senders keep the queue busy: the
-/// backlog moves on during a burst that never pauses, at the cost of a few ms for one batch.
-const BUSY_CHUNK: i64 = 256;
+/// The most deliveries one transaction indexes under a light load: larger chunks cost less per
+/// delivery, and nobody waits on them but the senders of the next commit.
+const LIGHT_CHUNK: i64 = 2048;
+/// The most deliveries indexed every [`CATCH_UP_EVERY`] during a burst: the backlog moves on
+/// while the burst goes on, at the cost of a few ms for one commit.
+const BUSY_CHUNK: i64 = 128;
 /// How long the queue must stay empty before the writer indexes a backlog on its own.
 const IDLE: Duration = Duration::from_millis(5);
 /// The longest a backlog goes without being indexed while deliveries keep coming.
@@ -128,8 +145,11 @@ impl Seqs {
 impl Writer {
     /// Starts the writer task on `connection`; it finishes once every handle is dropped and
     /// every queued delivery is answered.
+    /// The writer's and the checkpointer's connections, and the database file, come from
+    /// `storage::open`.
     pub async fn spawn(
         mut connection: SqliteConnection,
+        checkpoint_connection: SqliteConnection,
         database: PathBuf,
     ) -> sqlx::Result<(Self, tokio::task::JoinHandle<()>)> {
         let seqs = Seqs {
@@ -138,12 +158,14 @@ impl Writer {
         };
         let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
         let health = Arc::new(Health::default());
+        let checkpointer = checkpoint::spawn(checkpoint_connection);
         let task = tokio::spawn(write_until_stopped(
             connection,
             database,
             queue,
             Arc::clone(&health),
             seqs,
+            checkpointer,
         ));
         Ok((Self { jobs, health }, task))
     }
@@ -223,6 +245,79 @@ impl Batch {
     }
 }
 
+/// The writer's reading of its load, which decides how much each commit indexes.
+struct Pace {
+    /// Deliveries per commit, smoothed over about a hundred commits (a commit right after a chunk
+    /// is left out: the chunk held its senders back).
+    per_commit: f64,
+    /// Commits since the last one that indexed more than it appended (a chunk).
+    since_chunk: u32,
+    /// Since when deliveries have waited to be indexed (`None` when none wait).
+    pending_since: Option<Instant>,
+    /// When a chunk was last indexed, or nothing was left to index.
+    caught_up_at: Instant,
+}
+
+impl Pace {
+    fn new(seqs: Seqs) -> Self {
+        let now = Instant::now();
+        Self {
+            per_commit: 0.0,
+            since_chunk: 2,
+            pending_since: (seqs.backlog() > 0).then_some(now),
+            caught_up_at: now,
+        }
+    }
+
+    /// How many deliveries the commit of `batch` indexes.
+    fn index_limit(&self, batch: &Batch, seqs: Seqs) -> i64 {
+        if !batch.readers.is_empty() {
+            return INDEX_CHUNK;
+        }
+        let waiting = seqs.backlog() + batch.deliveries.len() as u64;
+        let lagging = self
+            .pending_since
+            .is_some_and(|since| since.elapsed() >= MAX_LAG);
+        // Never two chunks in a row: the commit after a chunk is inflated by the senders it held
+        // back, and only the one after that says what the load is.
+        let settled = self.since_chunk >= 2;
+        if self.per_commit < TRICKLE
+            || (settled && self.per_commit < LIGHT && (waiting >= MIN_CHUNK || lagging))
+        {
+            LIGHT_CHUNK
+        } else if seqs.backlog() > 0 && self.caught_up_at.elapsed() >= CATCH_UP_EVERY {
+            BUSY_CHUNK
+        } else {
+            0
+        }
+    }
+
+    /// Notes a commit that appended `appended` deliveries and moved the sequence from `before`
+    /// to `seqs`.
+    fn committed(&mut self, before: Seqs, seqs: Seqs, appended: usize) {
+        let now = Instant::now();
+        let indexed = (seqs.indexed - before.indexed).max(0) as usize;
+        if appended > 0 && self.since_chunk > 0 {
+            self.per_commit = 0.98 * self.per_commit + 0.02 * appended as f64;
+        }
+        self.since_chunk = if indexed > appended {
+            0
+        } else {
+            self.since_chunk.saturating_add(1)
+        };
+        let indexed = indexed > 0;
+        if indexed || seqs.backlog() == 0 {
+            self.caught_up_at = now;
+        }
+        self.pending_since = match (seqs.backlog(), self.pending_since) {
+            (0, _) => None,
+            // A chunk moved the oldest on: what waits now came after it.
+            (_, Some(_)) if indexed => Some(now),
+            (_, since) => since.or(Some(now)),
+        };
+    }
+}
+
 /// The writer task: gather, commit, answer; until every handle is gone.
 async fn write_until_stopped(
     mut connection: SqliteConnection,
@@ -230,8 +325,9 @@ async fn write_until_stopped(
     mut queue: mpsc::Receiver<Job>,
     health: Arc<Health>,
     mut seqs: Seqs,
+    (nudge, checkpointer): (checkpoint::Nudge, tokio::task::JoinHandle<()>),
 ) {
-    let mut indexed_at = Instant::now();
+    let mut pace = Pace::new(seqs);
     loop {
         // A write that failed is tried again on a timer, even with nothing queued, so that
         // /healthz turns healthy by itself once the disk has room (a load balancer that trusts
@@ -258,8 +354,9 @@ async fn write_until_stopped(
                         probe: failing,
                         ..Batch::default()
                     };
+                    let before = seqs;
                     seqs = commit(&mut connection, batch, seqs, INDEX_CHUNK, &health).await;
-                    indexed_at = Instant::now();
+                    pace.committed(before, seqs, 0);
                     continue;
                 }
             },
@@ -268,20 +365,15 @@ async fn write_until_stopped(
             break; // every handle is gone, and everything queued is answered
         };
         let batch = Batch::gather(first, &mut queue);
-        let room = (SHARE - batch.deliveries.len() as i64).max(0);
-        let index_limit = if !batch.readers.is_empty() {
-            INDEX_CHUNK
-        } else if indexed_at.elapsed() >= CATCH_UP_EVERY {
-            room.max(BUSY_CHUNK)
-        } else {
-            room
-        };
-        let before = seqs.indexed;
+        let appended = batch.deliveries.len();
+        let index_limit = pace.index_limit(&batch, seqs);
+        let before = seqs;
         seqs = commit(&mut connection, batch, seqs, index_limit, &health).await;
-        if seqs.backlog() == 0 || (index_limit >= BUSY_CHUNK && seqs.indexed > before) {
-            indexed_at = Instant::now();
-        }
+        pace.committed(before, seqs, appended);
+        nudge.committed();
     }
+    drop(nudge);
+    let _ = checkpointer.await;
     // What is not indexed yet stays for the next start: the deliveries are committed. Closed
     // here, before the server lets go of the database's lock.
     if let Err(e) = sqlx::Connection::close(connection).await {
@@ -412,9 +504,13 @@ mod tests {
     async fn each_sender_gets_its_seq_once_committed_in_commit_order() {
         let dir = tempfile::tempdir().unwrap();
         let opened = open(&dir).await;
-        let (writer, _task) = Writer::spawn(opened.writer_connection, dir.path().join("t.db"))
-            .await
-            .unwrap();
+        let (writer, _task) = Writer::spawn(
+            opened.writer_connection,
+            opened.checkpoint_connection,
+            dir.path().join("t.db"),
+        )
+        .await
+        .unwrap();
         for n in 1..=3 {
             assert_eq!(writer.store(delivery(n)).await.unwrap(), n as i64);
         }
@@ -441,9 +537,13 @@ mod tests {
     async fn a_delivery_nobody_waits_behind_is_listed_when_it_is_acknowledged() {
         let dir = tempfile::tempdir().unwrap();
         let opened = open(&dir).await;
-        let (writer, _task) = Writer::spawn(opened.writer_connection, dir.path().join("t.db"))
-            .await
-            .unwrap();
+        let (writer, _task) = Writer::spawn(
+            opened.writer_connection,
+            opened.checkpoint_connection,
+            dir.path().join("t.db"),
+        )
+        .await
+        .unwrap();
         writer.store(delivery(1)).await.unwrap();
         assert_eq!(count(&opened.store, "SELECT COUNT(*) FROM events").await, 1);
         assert_eq!(opened.store.catch_up(&writer).await.unwrap(), 0);
@@ -458,9 +558,13 @@ mod tests {
         transaction(&mut opened.writer_connection, &burst, 1, (0, 0), false)
             .await
             .unwrap();
-        let (writer, _task) = Writer::spawn(opened.writer_connection, dir.path().join("t.db"))
-            .await
-            .unwrap();
+        let (writer, _task) = Writer::spawn(
+            opened.writer_connection,
+            opened.checkpoint_connection,
+            dir.path().join("t.db"),
+        )
+        .await
+        .unwrap();
         let left = writer.catch_up(Duration::from_secs(30)).await.unwrap();
         assert!(
             left < 3000,
@@ -496,9 +600,13 @@ mod tests {
                 .await
                 .unwrap();
         }
-        let (writer, _task) = Writer::spawn(opened.writer_connection, dir.path().join("t.db"))
-            .await
-            .unwrap();
+        let (writer, _task) = Writer::spawn(
+            opened.writer_connection,
+            opened.checkpoint_connection,
+            dir.path().join("t.db"),
+        )
+        .await
+        .unwrap();
         writer.store(delivery(1)).await.unwrap_err();
         tokio::time::sleep(RETRY * 2).await;
         assert!(writer.failure().is_some(), "the probe was refused too");
@@ -526,9 +634,13 @@ mod tests {
         .execute(&opened.store.pool)
         .await
         .unwrap();
-        let (writer, _task) = Writer::spawn(opened.writer_connection, dir.path().join("t.db"))
-            .await
-            .unwrap();
+        let (writer, _task) = Writer::spawn(
+            opened.writer_connection,
+            opened.checkpoint_connection,
+            dir.path().join("t.db"),
+        )
+        .await
+        .unwrap();
         let error = writer.store(delivery(1)).await.unwrap_err();
         assert!(error.to_string().contains("no room"), "{error}");
         let failure = writer.failure().expect("the writer says why");
