@@ -4,7 +4,8 @@
 //! - [`writer`]: the one path that writes, and the one place that keeps the storage contract: a
 //!   delivery is acknowledged only once the transaction appending it has committed durably, and
 //!   that commit gives it its `seq`.
-//! - `append` and `index`: the writer's SQL (append deliveries; group them into events).
+//! - `append` and `index`: the writer's SQL (append deliveries; group them into events);
+//!   `pace`: how much each commit indexes; `health`: whether the database takes writes.
 //! - `events`: the reads, through [`Store`], a pool of read connections (WAL lets them run beside
 //!   the writer).
 //! - `checkpoint`: copies the WAL into the database file beside the writer.
@@ -14,8 +15,10 @@
 mod append;
 mod checkpoint;
 mod events;
+mod health;
 mod index;
 mod lock;
+mod pace;
 pub mod writer;
 
 use std::{

@@ -12,31 +12,20 @@
 //! they retry), [`Health`] says why, and the next batch simply tries again, so ingestion resumes
 //! by itself once the disk has room.
 //!
-//! Indexing (grouping deliveries into events, see `index`) follows the appends, in chunks: a
-//! chunk of a few hundred deliveries costs a third of what the same deliveries cost indexed a
-//! few at a time (the pages every commit rewrites are shared). When to index is the writer's
-//! reading of its load ([`Pace`]):
-//! - while deliveries trickle in (about one per commit), each commit indexes what it appends: a
-//!   delivery is listed the moment it is acknowledged;
-//! - while commits are light (fewer than [`LIGHT`] deliveries each, smoothed), the senders are
-//!   not queueing on the writer: a chunk of up to [`LIGHT_CHUNK`] goes into the next commit once
-//!   [`MIN_CHUNK`] deliveries wait or the oldest has waited [`MAX_LAG`], so a steady load is
-//!   listed well within a second;
-//! - while commits are heavy (a burst: senders queue behind the writer), it appends only, and the
-//!   backlog is counted, never hidden (`pending`); it is indexed once the queue has been quiet
-//!   for [`IDLE`], when a reader asks ([`Writer::catch_up`]), and by [`BUSY_CHUNK`] at least every
-//!   [`CATCH_UP_EVERY`] while the burst goes on.
+//! Indexing (grouping deliveries into events, see `index`) follows the appends, in chunks, when
+//! the writer's reading of its load says so (`pace`).
 
-use std::{
-    path::{Path, PathBuf},
-    sync::{Arc, Mutex},
-    time::{Duration, Instant},
-};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use sqlx::SqliteConnection;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{append, checkpoint, index};
+use super::{
+    append, checkpoint,
+    health::{Health, has_room},
+    index,
+    pace::{INDEX_CHUNK, Pace, Seqs},
+};
 use crate::delivery::NewDelivery;
 
 /// The most deliveries one transaction appends.
@@ -46,39 +35,11 @@ pub const MAX_BATCH: usize = 512;
 pub const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
 /// How many deliveries may wait for the writer before ingestion waits for room.
 const QUEUE_DEPTH: usize = 2048;
-/// Commits smaller than this on average (smoothed) mean a light load: the writer has room to
-/// index as it goes. Commits grow with the rate (a commit takes about a millisecond, most of it
-/// the sync): here a steady 10,000 a second makes commits of about 15, a burst of 64 senders
-/// commits of about 30 (half of them wait while the other half commit).
-const LIGHT: f64 = 22.0;
-/// Commits of about one delivery mean a trickle (up to several hundred a second here): each is
-/// indexed in its own commit, listed the moment it is acknowledged.
-const TRICKLE: f64 = 2.0;
-/// Under a light load, a chunk is indexed once this many deliveries wait...
-const MIN_CHUNK: u64 = 1024;
-/// ...or once the oldest of them has waited this long.
-const MAX_LAG: Duration = Duration::from_millis(200);
-/// The most deliveries one transaction indexes for a reader, or once the queue is quiet: 20 to
-/// 45 ms of work here, so a reader's wait stays under 100 ms.
-const INDEX_CHUNK: i64 = 1024;
-/// The most deliveries one transaction indexes under a light load: larger chunks cost less per
-/// delivery, and nobody waits on them but the senders of the next commit.
-const LIGHT_CHUNK: i64 = 2048;
-/// The most deliveries indexed every [`CATCH_UP_EVERY`] during a burst: the backlog moves on
-/// while the burst goes on, at the cost of a few ms for one commit.
-const BUSY_CHUNK: i64 = 128;
 /// How long the queue must stay empty before the writer indexes a backlog on its own.
 const IDLE: Duration = Duration::from_millis(5);
-/// The longest a backlog goes without being indexed while deliveries keep coming.
-const CATCH_UP_EVERY: Duration = Duration::from_secs(1);
 /// How long the writer waits before trying to write again after a failed write, with nothing
 /// queued.
 const RETRY: Duration = Duration::from_secs(1);
-/// The free space a failed database must have again before the writer probes it with a write:
-/// room for a whole batch and its WAL frames, so that a disk with room for one page but not for a
-/// delivery does not pass for healthy.
-const ROOM_TO_RETRY: u64 = 2 * MAX_BATCH_BYTES as u64;
-
 /// Why a delivery could not be stored; it was not acknowledged, so the sender will retry.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum WriteError {
@@ -86,27 +47,6 @@ pub enum WriteError {
     Database(String),
     #[error("the writer has stopped")]
     Stopped,
-}
-
-/// Whether the database takes writes: `None` while it does, the reason while it does not (set
-/// by a failed commit, cleared by the next one that succeeds).
-#[derive(Debug, Default)]
-pub struct Health {
-    failure: Mutex<Option<String>>,
-}
-
-impl Health {
-    /// Why the last write failed, if it did.
-    pub fn failure(&self) -> Option<String> {
-        self.failure
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    fn set(&self, failure: Option<String>) {
-        *self.failure.lock().unwrap_or_else(|e| e.into_inner()) = failure;
-    }
 }
 
 /// Answers a sender with its delivery's `seq` once committed.
@@ -127,19 +67,6 @@ enum Job {
 pub struct Writer {
     jobs: mpsc::Sender<Job>,
     health: Arc<Health>,
-}
-
-/// The last `seq` committed and the last one indexed.
-#[derive(Clone, Copy, Debug)]
-struct Seqs {
-    last: i64,
-    indexed: i64,
-}
-
-impl Seqs {
-    fn backlog(self) -> u64 {
-        (self.last - self.indexed).max(0) as u64
-    }
 }
 
 impl Writer {
@@ -245,79 +172,6 @@ impl Batch {
     }
 }
 
-/// The writer's reading of its load, which decides how much each commit indexes.
-struct Pace {
-    /// Deliveries per commit, smoothed over about a hundred commits (a commit right after a chunk
-    /// is left out: the chunk held its senders back).
-    per_commit: f64,
-    /// Commits since the last one that indexed more than it appended (a chunk).
-    since_chunk: u32,
-    /// Since when deliveries have waited to be indexed (`None` when none wait).
-    pending_since: Option<Instant>,
-    /// When a chunk was last indexed, or nothing was left to index.
-    caught_up_at: Instant,
-}
-
-impl Pace {
-    fn new(seqs: Seqs) -> Self {
-        let now = Instant::now();
-        Self {
-            per_commit: 0.0,
-            since_chunk: 2,
-            pending_since: (seqs.backlog() > 0).then_some(now),
-            caught_up_at: now,
-        }
-    }
-
-    /// How many deliveries the commit of `batch` indexes.
-    fn index_limit(&self, batch: &Batch, seqs: Seqs) -> i64 {
-        if !batch.readers.is_empty() {
-            return INDEX_CHUNK;
-        }
-        let waiting = seqs.backlog() + batch.deliveries.len() as u64;
-        let lagging = self
-            .pending_since
-            .is_some_and(|since| since.elapsed() >= MAX_LAG);
-        // Never two chunks in a row: the commit after a chunk is inflated by the senders it held
-        // back, and only the one after that says what the load is.
-        let settled = self.since_chunk >= 2;
-        if self.per_commit < TRICKLE
-            || (settled && self.per_commit < LIGHT && (waiting >= MIN_CHUNK || lagging))
-        {
-            LIGHT_CHUNK
-        } else if seqs.backlog() > 0 && self.caught_up_at.elapsed() >= CATCH_UP_EVERY {
-            BUSY_CHUNK
-        } else {
-            0
-        }
-    }
-
-    /// Notes a commit that appended `appended` deliveries and moved the sequence from `before`
-    /// to `seqs`.
-    fn committed(&mut self, before: Seqs, seqs: Seqs, appended: usize) {
-        let now = Instant::now();
-        let indexed = (seqs.indexed - before.indexed).max(0) as usize;
-        if appended > 0 && self.since_chunk > 0 {
-            self.per_commit = 0.98 * self.per_commit + 0.02 * appended as f64;
-        }
-        self.since_chunk = if indexed > appended {
-            0
-        } else {
-            self.since_chunk.saturating_add(1)
-        };
-        let indexed = indexed > 0;
-        if indexed || seqs.backlog() == 0 {
-            self.caught_up_at = now;
-        }
-        self.pending_since = match (seqs.backlog(), self.pending_since) {
-            (0, _) => None,
-            // A chunk moved the oldest on: what waits now came after it.
-            (_, Some(_)) if indexed => Some(now),
-            (_, since) => since.or(Some(now)),
-        };
-    }
-}
-
 /// The writer task: gather, commit, answer; until every handle is gone.
 async fn write_until_stopped(
     mut connection: SqliteConnection,
@@ -366,7 +220,7 @@ async fn write_until_stopped(
         };
         let batch = Batch::gather(first, &mut queue);
         let appended = batch.deliveries.len();
-        let index_limit = pace.index_limit(&batch, seqs);
+        let index_limit = pace.index_limit(appended, !batch.readers.is_empty(), seqs);
         let before = seqs;
         seqs = commit(&mut connection, batch, seqs, index_limit, &health).await;
         pace.committed(before, seqs, appended);
@@ -426,30 +280,6 @@ async fn commit(
         let _ = reader.send(now.backlog());
     }
     now
-}
-
-/// True when the filesystem holding `database` has [`ROOM_TO_RETRY`] free, or cannot say.
-async fn has_room(database: &Path) -> bool {
-    let folder = match database.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
-        _ => PathBuf::from("."),
-    };
-    tokio::task::spawn_blocking(move || {
-        free_space(&folder).is_none_or(|free| free >= ROOM_TO_RETRY)
-    })
-    .await
-    .unwrap_or(true)
-}
-
-#[cfg(unix)]
-fn free_space(folder: &Path) -> Option<u64> {
-    let stats = rustix::fs::statvfs(folder).ok()?;
-    Some(stats.f_bavail.saturating_mul(stats.f_frsize))
-}
-
-#[cfg(not(unix))]
-fn free_space(_folder: &Path) -> Option<u64> {
-    None
 }
 
 /// `BEGIN`, the appends, the indexing of `after < seq <= index_to`, `COMMIT`; on any failure a
