@@ -9,29 +9,58 @@ use crate::delivery::NewDelivery;
 /// more are cut into statements of this many rows.
 const ROWS_PER_STATEMENT: usize = 64;
 
-/// How many statement texts the writer's connection may keep prepared: one per row count up to
-/// [`ROWS_PER_STATEMENT`], and a few for indexing and transactions.
-pub const STATEMENT_CACHE_CAPACITY: usize = ROWS_PER_STATEMENT + 16;
+/// How many statement texts the writer's connection may keep prepared: per row count up to
+/// [`ROWS_PER_STATEMENT`], an INSERT alone, with BEGIN, with COMMIT or with both; and a few for
+/// indexing and transactions.
+pub const STATEMENT_CACHE_CAPACITY: usize = 4 * ROWS_PER_STATEMENT + 16;
 
-/// Appends `deliveries`, numbered from `first_seq` on, in the caller's transaction.
+/// Whether an append runs inside the caller's transaction or is one of its own.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    Inside,
+    /// `BEGIN IMMEDIATE` travels with the first INSERT and `COMMIT` with the last: each text
+    /// handed to sqlx is a round trip to its worker thread, and in a burst the writer commits
+    /// small batches back to back.
+    OwnTransaction,
+}
+
+/// Appends `deliveries`, numbered from `first_seq` on, framed as `framing` says.
 pub async fn append(
     conn: &mut SqliteConnection,
     deliveries: &[NewDelivery],
     first_seq: i64,
+    framing: Framing,
 ) -> sqlx::Result<()> {
+    let own = framing == Framing::OwnTransaction;
+    let last = deliveries
+        .len()
+        .div_ceil(ROWS_PER_STATEMENT)
+        .saturating_sub(1);
     for (i, chunk) in deliveries.chunks(ROWS_PER_STATEMENT).enumerate() {
         let chunk_first = first_seq + (i * ROWS_PER_STATEMENT) as i64;
-        insert_statement(chunk, chunk_first)
-            .build()
-            .execute(&mut *conn)
-            .await?;
+        let begin = if own && i == 0 {
+            "BEGIN IMMEDIATE; "
+        } else {
+            ""
+        };
+        let mut statement = insert_statement(begin, chunk, chunk_first);
+        if own && i == last {
+            statement.push("; COMMIT");
+        }
+        statement.build().execute(&mut *conn).await?;
     }
     Ok(())
 }
 
-/// `INSERT INTO deliveries ... VALUES (...), ...` for `chunk`, numbered from `first_seq`.
-fn insert_statement(chunk: &[NewDelivery], first_seq: i64) -> QueryBuilder<'_, Sqlite> {
-    let mut sql = QueryBuilder::<Sqlite>::new(
+/// `INSERT INTO deliveries ... VALUES (...), ...` for `chunk`, numbered from `first_seq`, after
+/// `before`.
+fn insert_statement<'a>(
+    before: &str,
+    chunk: &'a [NewDelivery],
+    first_seq: i64,
+) -> QueryBuilder<'a, Sqlite> {
+    let mut sql = QueryBuilder::<Sqlite>::new(before);
+    sql.push(
         "INSERT INTO deliveries (seq, id, source, dedupe_key, event_id, type, version, \
          date_occurred, occurred_at, body_kind, parse_error, method, path, query, headers, \
          remote_addr, received_at, size, content_type, body_sha256, signature, \

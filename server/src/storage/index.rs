@@ -73,7 +73,10 @@ mod tests {
     use sqlx::Connection;
 
     use super::*;
-    use crate::storage::{append::append, testing};
+    use crate::storage::{
+        append::{Framing, append},
+        testing,
+    };
 
     #[tokio::test]
     async fn an_event_keeps_its_first_deliverys_verdict_and_counts_the_valid_ones() {
@@ -89,7 +92,9 @@ mod tests {
         let mut other = testing::delivery(2);
         other.signature = SignatureVerdict::Valid;
         let mut tx = conn.begin().await.unwrap();
-        append(&mut tx, &[forged, genuine, other], 1).await.unwrap();
+        append(&mut tx, &[forged, genuine, other], 1, Framing::Inside)
+            .await
+            .unwrap();
         index(&mut tx, 0, 3).await.unwrap();
         tx.commit().await.unwrap();
 

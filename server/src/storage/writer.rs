@@ -21,7 +21,8 @@ use sqlx::SqliteConnection;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    append, checkpoint,
+    append::{self, Framing},
+    checkpoint,
     health::{Health, has_room},
     index,
     pace::{INDEX_CHUNK, Pace, Seqs},
@@ -298,22 +299,36 @@ async fn transaction(
     if deliveries.is_empty() && !indexing && !probe {
         return Ok(());
     }
-    sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
-    let written = async {
-        append::append(conn, deliveries, first_seq).await?;
-        if indexing {
-            index::index(conn, after, index_to).await?;
-        } else if deliveries.is_empty() {
-            index::touch(conn).await?;
-        }
-        sqlx::query("COMMIT").execute(&mut *conn).await.map(drop)
-    }
-    .await;
+    let written = if !indexing && !deliveries.is_empty() {
+        // A burst's commits: appends only, BEGIN and COMMIT in the same texts.
+        append::append(conn, deliveries, first_seq, Framing::OwnTransaction).await
+    } else {
+        indexing_transaction(conn, deliveries, first_seq, (after, index_to)).await
+    };
     if written.is_err() {
-        // Fails quietly when SQLite has rolled back already.
+        // Fails quietly when SQLite has rolled back already, or never began.
         let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
     }
     written
+}
+
+/// The appends, then the indexing of `after < seq <= index_to` (or, with nothing to index, a
+/// write of one page), in one transaction.
+async fn indexing_transaction(
+    conn: &mut SqliteConnection,
+    deliveries: &[NewDelivery],
+    first_seq: i64,
+    (after, index_to): (i64, i64),
+) -> sqlx::Result<()> {
+    let indexing = index_to > after;
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+    append::append(conn, deliveries, first_seq, Framing::Inside).await?;
+    if indexing {
+        index::index(conn, after, index_to).await?;
+    } else if deliveries.is_empty() {
+        index::touch(conn).await?;
+    }
+    sqlx::query("COMMIT").execute(&mut *conn).await.map(drop)
 }
 
 #[cfg(test)]
