@@ -55,8 +55,9 @@ pub async fn receive(
     let (parts, body) = request.into_parts();
     // Held until the answer: the bytes this request may keep in memory, so that what waits
     // for the writer is bounded in bytes, however many senders there are.
-    let _memory = state.memory.reserve(declared_length(&parts.headers)).await;
-    let body = match read_body(&parts.headers, body, state.max_body).await {
+    let declared = declared_length(&parts.headers);
+    let _memory = state.memory.reserve(declared).await;
+    let body = match read_body(declared, body, state.max_body).await {
         Ok(body) => body,
         Err(message) => return error_response(StatusCode::BAD_REQUEST, &message, None),
     };
@@ -100,9 +101,8 @@ fn declared_length(headers: &HeaderMap) -> Option<u64> {
         .and_then(|v| v.parse::<u64>().ok())
 }
 
-/// Reads the body up to `limit` bytes. A declared or actual size over the limit stops the read.
-async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<ReadBody, String> {
-    let declared = declared_length(headers);
+/// Reads the body up to `limit` bytes. A `declared` or actual size over the limit stops the read.
+async fn read_body(declared: Option<u64>, body: Body, limit: usize) -> Result<ReadBody, String> {
     if let Some(size) = declared.filter(|size| *size > limit as u64) {
         return Ok(ReadBody::TooLarge { size });
     }

@@ -144,13 +144,9 @@ impl Application {
             .await
             .with_context(|| format!("listening on {}", args.listen))?;
         let address = listener.local_addr()?;
-        let (writer, writer_task) = Writer::spawn(
-            opened.writer_connection,
-            opened.checkpoint_connection,
-            opened.path,
-        )
-        .await
-        .context("starting the writer")?;
+        let (writer, writer_task) = Writer::spawn(opened.writer)
+            .await
+            .context("starting the writer")?;
         let leptos_options = LeptosOptions::builder()
             .output_name("hookscope")
             .site_root(args.site_root.as_str())

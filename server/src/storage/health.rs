@@ -28,6 +28,14 @@ impl Health {
             .clone()
     }
 
+    /// Whether the last write failed (without copying the reason).
+    pub fn is_failing(&self) -> bool {
+        self.failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+    }
+
     pub(super) fn set(&self, failure: Option<String>) {
         *self.failure.lock().unwrap_or_else(|e| e.into_inner()) = failure;
     }

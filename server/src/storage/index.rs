@@ -81,7 +81,7 @@ mod tests {
     #[tokio::test]
     async fn an_event_keeps_its_first_deliverys_verdict_and_counts_the_valid_ones() {
         let dir = tempfile::tempdir().unwrap();
-        let mut conn = testing::open(&dir).await.writer_connection;
+        let mut conn = testing::open(&dir).await.writer.connection;
         // evt_1: a forged first delivery, then a genuine retry with another body; evt_2: alone.
         let mut forged = testing::delivery(1);
         forged.signature = SignatureVerdict::Invalid;

@@ -43,14 +43,20 @@ pub struct Store {
     pool: SqlitePool,
 }
 
-/// An opened database: the read side, the writer's own connection, and the lock that keeps any
+/// An opened database: the read side, what the writer starts from, and the lock that keeps any
 /// other server off the file (held until the server has closed every connection).
 pub struct Opened {
     pub store: Store,
-    pub writer_connection: SqliteConnection,
+    pub writer: WriterParts,
+    pub lock: DatabaseLock,
+}
+
+/// What [`Writer::spawn`] starts from.
+pub struct WriterParts {
+    /// The writer's own connection.
+    pub connection: SqliteConnection,
     /// The checkpointer's connection (see `checkpoint`).
     pub checkpoint_connection: SqliteConnection,
-    pub lock: DatabaseLock,
     /// The database file.
     pub path: PathBuf,
 }
@@ -108,10 +114,12 @@ pub async fn open(url: &str) -> anyhow::Result<Opened> {
         .context("opening the writer's database connection")?;
     Ok(Opened {
         store: Store { pool },
-        writer_connection,
-        checkpoint_connection,
+        writer: WriterParts {
+            connection: writer_connection,
+            checkpoint_connection,
+            path,
+        },
         lock,
-        path,
     })
 }
 

@@ -21,6 +21,7 @@ use sqlx::SqliteConnection;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
+    WriterParts,
     append::{self, Framing},
     checkpoint,
     health::{Health, has_room},
@@ -73,13 +74,13 @@ pub struct Writer {
 impl Writer {
     /// Starts the writer task on `connection`; it finishes once every handle is dropped and
     /// every queued delivery is answered.
-    /// The writer's and the checkpointer's connections, and the database file, come from
-    /// `storage::open`.
-    pub async fn spawn(
-        mut connection: SqliteConnection,
-        checkpoint_connection: SqliteConnection,
-        database: PathBuf,
-    ) -> sqlx::Result<(Self, tokio::task::JoinHandle<()>)> {
+    /// `parts` come from `storage::open`.
+    pub async fn spawn(parts: WriterParts) -> sqlx::Result<(Self, tokio::task::JoinHandle<()>)> {
+        let WriterParts {
+            mut connection,
+            checkpoint_connection,
+            path: database,
+        } = parts;
         let seqs = Seqs {
             last: append::last_seq(&mut connection).await?,
             indexed: index::indexed_seq(&mut connection).await?,
@@ -188,7 +189,7 @@ async fn write_until_stopped(
         // /healthz turns healthy by itself once the disk has room (a load balancer that trusts
         // it would otherwise send nothing that could clear it). A backlog is indexed once the
         // queue is quiet.
-        let failing = health.failure().is_some();
+        let failing = health.is_failing();
         let quiet = if failing {
             Some(RETRY)
         } else if seqs.backlog() > 0 {
@@ -349,13 +350,7 @@ mod tests {
     async fn each_sender_gets_its_seq_once_committed_in_commit_order() {
         let dir = tempfile::tempdir().unwrap();
         let opened = open(&dir).await;
-        let (writer, _task) = Writer::spawn(
-            opened.writer_connection,
-            opened.checkpoint_connection,
-            dir.path().join("t.db"),
-        )
-        .await
-        .unwrap();
+        let (writer, _task) = Writer::spawn(opened.writer).await.unwrap();
         for n in 1..=3 {
             assert_eq!(writer.store(delivery(n)).await.unwrap(), n as i64);
         }
@@ -382,13 +377,7 @@ mod tests {
     async fn a_delivery_nobody_waits_behind_is_listed_when_it_is_acknowledged() {
         let dir = tempfile::tempdir().unwrap();
         let opened = open(&dir).await;
-        let (writer, _task) = Writer::spawn(
-            opened.writer_connection,
-            opened.checkpoint_connection,
-            dir.path().join("t.db"),
-        )
-        .await
-        .unwrap();
+        let (writer, _task) = Writer::spawn(opened.writer).await.unwrap();
         writer.store(delivery(1)).await.unwrap();
         assert_eq!(count(&opened.store, "SELECT COUNT(*) FROM events").await, 1);
         assert_eq!(opened.store.catch_up(&writer).await.unwrap(), 0);
@@ -400,16 +389,10 @@ mod tests {
         let mut opened = open(&dir).await;
         // 3,000 deliveries appended without indexing, as during a burst, then a restart.
         let burst: Vec<NewDelivery> = (1..=3000).map(delivery).collect();
-        transaction(&mut opened.writer_connection, &burst, 1, (0, 0), false)
+        transaction(&mut opened.writer.connection, &burst, 1, (0, 0), false)
             .await
             .unwrap();
-        let (writer, _task) = Writer::spawn(
-            opened.writer_connection,
-            opened.checkpoint_connection,
-            dir.path().join("t.db"),
-        )
-        .await
-        .unwrap();
+        let (writer, _task) = Writer::spawn(opened.writer).await.unwrap();
         let left = writer.catch_up(Duration::from_secs(30)).await.unwrap();
         assert!(
             left < 3000,
@@ -445,13 +428,7 @@ mod tests {
                 .await
                 .unwrap();
         }
-        let (writer, _task) = Writer::spawn(
-            opened.writer_connection,
-            opened.checkpoint_connection,
-            dir.path().join("t.db"),
-        )
-        .await
-        .unwrap();
+        let (writer, _task) = Writer::spawn(opened.writer).await.unwrap();
         writer.store(delivery(1)).await.unwrap_err();
         tokio::time::sleep(RETRY * 2).await;
         assert!(writer.failure().is_some(), "the probe was refused too");
@@ -479,13 +456,7 @@ mod tests {
         .execute(&opened.store.pool)
         .await
         .unwrap();
-        let (writer, _task) = Writer::spawn(
-            opened.writer_connection,
-            opened.checkpoint_connection,
-            dir.path().join("t.db"),
-        )
-        .await
-        .unwrap();
+        let (writer, _task) = Writer::spawn(opened.writer).await.unwrap();
         let error = writer.store(delivery(1)).await.unwrap_err();
         assert!(error.to_string().contains("no room"), "{error}");
         let failure = writer.failure().expect("the writer says why");
