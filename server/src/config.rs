@@ -23,6 +23,8 @@ pub struct Cli {
 pub enum Command {
     /// Receive webhooks and serve the dashboard and API (the default).
     Serve(ServeArgs),
+    /// Print the live stream of a running Hookscope in the terminal, one line per delivery.
+    Tail(crate::tail::TailArgs),
     /// Copy the database into a new file, consistently, while a server may be running on it.
     /// The copy holds every delivery acknowledged before the copy began; serve it as it is
     /// (`hookscope serve --database-url sqlite://FILE`).
@@ -50,7 +52,7 @@ impl Cli {
     pub fn into_serve_args(self) -> Option<ServeArgs> {
         match self.into_command() {
             Command::Serve(args) => Some(args),
-            Command::Backup(_) => None,
+            Command::Backup(_) | Command::Tail(_) => None,
         }
     }
 }
@@ -85,6 +87,13 @@ pub struct ServeArgs {
     /// The folder holding the built UI (wasm, JavaScript, CSS), as cargo-leptos writes it.
     #[arg(long, env = "LEPTOS_SITE_ROOT", default_value = "target/site")]
     pub site_root: String,
+
+    /// How many live messages a viewer of the stream (/api/stream) may fall behind before it is
+    /// told it lagged and disconnected (it resumes from its cursor). The messages are shared by
+    /// every viewer: this bounds the stream's memory, about 1 KiB a message.
+    #[arg(long, env = "HOOKSCOPE_STREAM_QUEUE", default_value_t = 8192,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub stream_queue: u32,
 }
 
 /// The dashboard's access token. `Debug` never prints it.

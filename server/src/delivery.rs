@@ -114,3 +114,42 @@ impl NewDelivery {
         FIXED + self.body.len() + self.headers_json.len() + self.path.len()
     }
 }
+
+/// A delivery once committed: what the live stream tells viewers of it, without its body.
+#[derive(Debug, Clone)]
+pub struct Committed {
+    /// Given by the commit that acknowledged it.
+    pub seq: i64,
+    pub id: String,
+    pub source: SourceName,
+    pub envelope: EnvelopeFields,
+    pub received_at: i64,
+    pub size: i64,
+    pub body_sha256: [u8; 32],
+    pub signature: SignatureVerdict,
+    pub response_status: u16,
+}
+
+impl Committed {
+    /// What groups deliveries into one event (see [`NewDelivery::dedupe_key`]).
+    pub fn dedupe_key(&self) -> &str {
+        self.envelope.event_id.as_deref().unwrap_or(&self.id)
+    }
+}
+
+impl NewDelivery {
+    /// What is left of this delivery once it is committed as `seq` (the body is let go).
+    pub fn into_committed(self, seq: i64) -> Committed {
+        Committed {
+            seq,
+            id: self.id,
+            source: self.source,
+            envelope: self.envelope,
+            received_at: self.received_at,
+            size: self.size,
+            body_sha256: self.body_sha256,
+            signature: self.signature,
+            response_status: self.response_status,
+        }
+    }
+}

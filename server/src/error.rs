@@ -19,6 +19,9 @@ pub enum ApiError {
     NotFound(&'static str),
     #[error("a valid token or login session is needed")]
     Unauthorized,
+    /// Refused whoever asks, such as a request from another site.
+    #[error("{0}")]
+    Forbidden(&'static str),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -38,6 +41,7 @@ impl IntoResponse for ApiError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::Internal(e) => {
                 tracing::error!(error = ?e, "internal error");
                 return (

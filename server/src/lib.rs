@@ -7,6 +7,7 @@
 //! - [`ingest`]: the `/hooks` handler; [`envelope`] and [`signature`] read what arrived.
 //! - [`delivery`]: what a delivery is, as ingestion makes it and storage keeps it.
 //! - [`storage`]: SQLite, the group-committing writer, indexing and the queries.
+//! - [`stream`]: the live websocket stream of acknowledged deliveries.
 //! - [`auth`], [`api`], [`ui`]: who may look, and the two ways to look (JSON and pages).
 
 pub mod api;
@@ -19,6 +20,8 @@ pub mod ingest;
 pub mod signature;
 pub mod sources;
 pub mod storage;
+pub mod stream;
+pub mod tail;
 pub mod timestamp;
 pub mod ui;
 
@@ -41,6 +44,7 @@ use crate::{
     ingest::MemoryBudget,
     sources::Sources,
     storage::{DatabaseLock, Store, Writer},
+    stream::Hub,
 };
 
 /// What every handler shares. axum clones it for every request, so it is one `Arc`.
@@ -51,6 +55,8 @@ pub struct AppState(Arc<Shared>);
 pub struct Shared {
     pub store: Store,
     pub writer: Writer,
+    /// The live stream's fan-out.
+    pub hub: Hub,
     pub sources: Sources,
     pub auth: Auth,
     pub max_body: usize,
@@ -88,6 +94,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/events", get(api::list_events))
         .route("/api/events/{key}", get(api::event_detail))
         .route("/api/deliveries/{id}/raw", get(api::raw_delivery))
+        .route("/api/stream", get(stream::viewer::open))
         .route("/api/{*rest}", any(api::no_such_route))
         .merge(ui::routes(&state))
         .layer(middleware::from_fn_with_state(
@@ -116,6 +123,7 @@ pub struct Application {
     listener: TcpListener,
     state: AppState,
     writer_task: tokio::task::JoinHandle<()>,
+    hub_task: tokio::task::JoinHandle<()>,
     /// Keeps other servers off the database file until this one has closed it.
     lock: DatabaseLock,
     /// The token, when it was generated rather than given.
@@ -144,7 +152,15 @@ impl Application {
             .await
             .with_context(|| format!("listening on {}", args.listen))?;
         let address = listener.local_addr()?;
-        let (writer, writer_task) = Writer::spawn(opened.writer)
+        let (feed, feed_reader) = storage::feed();
+        let (hub, hub_task) = Hub::spawn(
+            opened.store.clone(),
+            feed_reader,
+            args.stream_queue as usize,
+        )
+        .await
+        .context("starting the live stream")?;
+        let (writer, writer_task) = Writer::spawn_with_feed(opened.writer, Some(feed))
             .await
             .context("starting the writer")?;
         let leptos_options = LeptosOptions::builder()
@@ -156,6 +172,7 @@ impl Application {
         let state = AppState(Arc::new(Shared {
             store: opened.store,
             writer,
+            hub,
             sources,
             auth: Auth::new(token),
             max_body: args.max_body.0,
@@ -166,6 +183,7 @@ impl Application {
             listener,
             state,
             writer_task,
+            hub_task,
             lock: opened.lock,
             generated_token,
         })
@@ -198,10 +216,17 @@ impl Application {
             listener,
             state,
             writer_task,
+            hub_task,
             lock,
             ..
         } = self;
         let store = state.store.clone();
+        let hub = state.hub.clone();
+        // The live viewers' sockets are closed as soon as the server starts stopping.
+        let shutdown = async move {
+            shutdown.await;
+            hub.close();
+        };
         let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
@@ -210,6 +235,7 @@ impl Application {
         // Every handle to the writer lived in the router, now dropped: the writer drains its
         // queue, commits and ends.
         writer_task.await.context("the writer task failed")?;
+        hub_task.await.context("the live stream's task failed")?;
         store.close().await;
         drop(lock);
         Ok(())

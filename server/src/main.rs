@@ -22,6 +22,12 @@ async fn main() -> std::process::ExitCode {
     let done = match Cli::parse().into_command() {
         Command::Serve(args) => serve(args).await,
         Command::Backup(args) => backup(args).await,
+        Command::Tail(args) => {
+            let ctrl_c = async {
+                let _ = tokio::signal::ctrl_c().await;
+            };
+            hookscope::tail::run(args, ctrl_c).await
+        }
     };
     match done {
         Ok(()) => std::process::ExitCode::SUCCESS,

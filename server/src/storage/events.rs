@@ -7,7 +7,10 @@ use app::model::{
 use sqlx::{QueryBuilder, Row, Sqlite, sqlite::SqliteRow};
 
 use super::Store;
-use crate::timestamp::{format_rfc3339, parse_rfc3339};
+use crate::{
+    delivery::Committed,
+    timestamp::{format_rfc3339, parse_rfc3339},
+};
 
 /// A filter whose times and cursor have been parsed.
 #[derive(Debug, Default)]
@@ -67,6 +70,30 @@ impl EventQuery {
             before_key,
             limit: filter.page_size().min(EventFilter::MAX_LIMIT),
         })
+    }
+}
+
+impl EventQuery {
+    /// True when `delivery` passes this filter, as the list's SQL would judge its event (the
+    /// cursor and limit aside). The live stream filters with it; the signature is the
+    /// delivery's own verdict.
+    pub fn matches(&self, delivery: &Committed) -> bool {
+        let e = &delivery.envelope;
+        let within = |value: Option<i64>, (from, to): (Option<i64>, Option<i64>)| {
+            from.is_none_or(|from| value.is_some_and(|v| v >= from))
+                && to.is_none_or(|to| value.is_some_and(|v| v < to))
+        };
+        (self.types.is_empty()
+            || e.event_type
+                .as_ref()
+                .is_some_and(|t| self.types.contains(t)))
+            && self
+                .source
+                .as_ref()
+                .is_none_or(|s| s == delivery.source.as_str())
+            && self.signature.is_none_or(|v| v == delivery.signature)
+            && within(Some(delivery.received_at), self.received)
+            && within(e.occurred_at, self.occurred)
     }
 }
 

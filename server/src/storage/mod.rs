@@ -8,6 +8,8 @@
 //!   `pace`: how much each commit indexes; `health`: whether the database takes writes.
 //! - `events`: the reads, through [`Store`], a pool of read connections (WAL lets them run beside
 //!   the writer).
+//! - `live`: the reads of the live stream (which events deliveries belong to, deliveries after
+//!   a cursor).
 //! - `checkpoint`: copies the WAL into the database file beside the writer.
 //! - `lock`: one server per database file.
 //! - [`backup`]: a consistent copy of a live database.
@@ -17,6 +19,7 @@ mod checkpoint;
 mod events;
 mod health;
 mod index;
+mod live;
 mod lock;
 mod pace;
 pub mod writer;
@@ -34,8 +37,9 @@ use sqlx::{
 };
 
 pub use events::{EventQuery, QueryError, RawBody};
+pub use live::{Listed, ListedEvent};
 pub use lock::DatabaseLock;
-pub use writer::{WriteError, Writer};
+pub use writer::{Feed, FeedReader, WriteError, Writer, feed};
 
 /// The read side of the database, cheap to clone.
 #[derive(Clone)]

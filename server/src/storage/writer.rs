@@ -14,6 +14,10 @@
 //!
 //! Indexing (grouping deliveries into events, see `index`) follows the appends, in chunks, when
 //! the writer's reading of its load says so (`pace`).
+//!
+//! Once a batch is acknowledged, what was committed (without the bodies) goes to the [`Feed`],
+//! if there is one: the live stream. It never waits for it: a feed that is full misses the
+//! batch, and its reader sees the gap in `seq`.
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
@@ -28,7 +32,7 @@ use super::{
     index,
     pace::{INDEX_CHUNK, Pace, Seqs},
 };
-use crate::delivery::NewDelivery;
+use crate::delivery::{Committed, NewDelivery};
 
 /// The most deliveries one transaction appends.
 pub const MAX_BATCH: usize = 512;
@@ -42,6 +46,20 @@ const IDLE: Duration = Duration::from_millis(5);
 /// How long the writer waits before trying to write again after a failed write, with nothing
 /// queued.
 const RETRY: Duration = Duration::from_secs(1);
+/// How many committed batches may wait for the feed's reader before the writer drops them.
+const FEED_DEPTH: usize = 1024;
+
+/// Where the writer sends what each commit acknowledged, in commit order.
+pub type Feed = mpsc::Sender<Vec<Committed>>;
+
+/// The reading end of a [`Feed`].
+pub type FeedReader = mpsc::Receiver<Vec<Committed>>;
+
+/// A feed and its reader.
+pub fn feed() -> (Feed, FeedReader) {
+    mpsc::channel(FEED_DEPTH)
+}
+
 /// Why a delivery could not be stored; it was not acknowledged, so the sender will retry.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum WriteError {
@@ -76,6 +94,14 @@ impl Writer {
     /// every queued delivery is answered.
     /// `parts` come from `storage::open`.
     pub async fn spawn(parts: WriterParts) -> sqlx::Result<(Self, tokio::task::JoinHandle<()>)> {
+        Self::spawn_with_feed(parts, None).await
+    }
+
+    /// As [`Writer::spawn`], sending what each commit acknowledged to `feed`.
+    pub async fn spawn_with_feed(
+        parts: WriterParts,
+        feed: Option<Feed>,
+    ) -> sqlx::Result<(Self, tokio::task::JoinHandle<()>)> {
         let WriterParts {
             mut connection,
             checkpoint_connection,
@@ -89,10 +115,13 @@ impl Writer {
         let health = Arc::new(Health::default());
         let checkpointer = checkpoint::spawn(checkpoint_connection);
         let task = tokio::spawn(write_until_stopped(
-            connection,
-            database,
+            Output {
+                connection,
+                database,
+                health: Arc::clone(&health),
+                feed,
+            },
             queue,
-            Arc::clone(&health),
             seqs,
             checkpointer,
         ));
@@ -174,12 +203,18 @@ impl Batch {
     }
 }
 
+/// Where the writer's work goes: the database, its health, and the feed.
+struct Output {
+    connection: SqliteConnection,
+    database: PathBuf,
+    health: Arc<Health>,
+    feed: Option<Feed>,
+}
+
 /// The writer task: gather, commit, answer; until every handle is gone.
 async fn write_until_stopped(
-    mut connection: SqliteConnection,
-    database: PathBuf,
+    mut out: Output,
     mut queue: mpsc::Receiver<Job>,
-    health: Arc<Health>,
     mut seqs: Seqs,
     (nudge, checkpointer): (checkpoint::Nudge, tokio::task::JoinHandle<()>),
 ) {
@@ -189,7 +224,7 @@ async fn write_until_stopped(
         // /healthz turns healthy by itself once the disk has room (a load balancer that trusts
         // it would otherwise send nothing that could clear it). A backlog is indexed once the
         // queue is quiet.
-        let failing = health.is_failing();
+        let failing = out.health.is_failing();
         let quiet = if failing {
             Some(RETRY)
         } else if seqs.backlog() > 0 {
@@ -203,7 +238,7 @@ async fn write_until_stopped(
             Some(quiet) => match tokio::time::timeout(quiet, next).await {
                 Ok(received) => received,
                 Err(_quiet) => {
-                    if failing && !has_room(&database).await {
+                    if failing && !has_room(&out.database).await {
                         continue;
                     }
                     let batch = Batch {
@@ -211,7 +246,7 @@ async fn write_until_stopped(
                         ..Batch::default()
                     };
                     let before = seqs;
-                    seqs = commit(&mut connection, batch, seqs, INDEX_CHUNK, &health).await;
+                    seqs = commit(&mut out, batch, seqs, INDEX_CHUNK).await;
                     pace.committed(before, seqs, 0);
                     continue;
                 }
@@ -224,7 +259,7 @@ async fn write_until_stopped(
         let appended = batch.deliveries.len();
         let index_limit = pace.index_limit(appended, !batch.readers.is_empty(), seqs);
         let before = seqs;
-        seqs = commit(&mut connection, batch, seqs, index_limit, &health).await;
+        seqs = commit(&mut out, batch, seqs, index_limit).await;
         pace.committed(before, seqs, appended);
         nudge.committed();
     }
@@ -232,20 +267,21 @@ async fn write_until_stopped(
     let _ = checkpointer.await;
     // What is not indexed yet stays for the next start: the deliveries are committed. Closed
     // here, before the server lets go of the database's lock.
-    if let Err(e) = sqlx::Connection::close(connection).await {
+    if let Err(e) = sqlx::Connection::close(out.connection).await {
         tracing::warn!(error = %e, "closing the writer's database connection");
     }
 }
 
 /// Appends `batch`'s deliveries and indexes up to `index_limit` of the oldest not indexed, in
-/// one transaction; answers its senders and readers; returns where the sequence stands.
-async fn commit(
-    conn: &mut SqliteConnection,
-    batch: Batch,
-    seqs: Seqs,
-    index_limit: i64,
-    health: &Health,
-) -> Seqs {
+/// one transaction; answers its senders and readers, then feeds what it committed; returns
+/// where the sequence stands.
+async fn commit(out: &mut Output, batch: Batch, seqs: Seqs, index_limit: i64) -> Seqs {
+    let Output {
+        connection: conn,
+        health,
+        feed,
+        ..
+    } = out;
     let first = seqs.last + 1;
     let last = seqs.last + batch.deliveries.len() as i64;
     let index_to = last.min(seqs.indexed + index_limit);
@@ -262,6 +298,12 @@ async fn commit(
             health.set(None);
             for (seq, sender) in (first..).zip(batch.senders) {
                 let _ = sender.send(Ok(seq));
+            }
+            if let Some(feed) = feed.as_ref().filter(|_| !batch.deliveries.is_empty()) {
+                let committed = (first..).zip(batch.deliveries);
+                let committed = committed.map(|(seq, d)| d.into_committed(seq)).collect();
+                // Full: the reader is behind, and will see the gap in `seq`.
+                let _ = feed.try_send(committed);
             }
             Seqs {
                 last,

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod binary;
+pub mod viewer;
 
 use std::{
     net::SocketAddr,
@@ -51,6 +52,7 @@ pub fn serve_args(dir: &Path, config_toml: Option<&str>, max_body: Option<&str>)
             .parse()
             .expect("a valid --max-body"),
         site_root: "target/site".to_owned(),
+        stream_queue: 8192,
     }
 }
 
@@ -62,6 +64,14 @@ pub async fn spawn_app() -> TestApp {
 /// A server with `config_toml` as its sources file and `max_body` as its limit (when given).
 pub async fn spawn_app_with(config_toml: &str, max_body: Option<&str>) -> TestApp {
     spawn_app_inner(Some(config_toml), max_body).await
+}
+
+/// A server whose live viewers may fall only `stream_queue` messages behind.
+pub async fn spawn_app_with_stream_queue(stream_queue: u32) -> TestApp {
+    let tempdir = tempfile::tempdir().expect("a temporary folder");
+    let mut args = serve_args(tempdir.path(), None, None);
+    args.stream_queue = stream_queue;
+    spawn_app_from(tempdir, args).await
 }
 
 async fn spawn_app_inner(config_toml: Option<&str>, max_body: Option<&str>) -> TestApp {
@@ -76,6 +86,10 @@ pub async fn spawn_app_in(
     max_body: Option<&str>,
 ) -> TestApp {
     let args = serve_args(tempdir.path(), config_toml, max_body);
+    spawn_app_from(tempdir, args).await
+}
+
+async fn spawn_app_from(tempdir: TempDir, args: ServeArgs) -> TestApp {
     let app = hookscope::Application::build(args)
         .await
         .expect("the server builds");

@@ -4,6 +4,9 @@
 
 use serde::{Deserialize, Serialize};
 
+mod stream;
+pub use stream::{DeliveryRole, LiveDelivery, StreamMessage, StreamRequest};
+
 /// The outcome of checking a delivery's signature against its source's secrets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -180,7 +183,7 @@ pub struct EventPage {
 
 /// The event list's filters, as the query string of `GET /api/events` and of the UI's list.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(default, rename_all = "camelCase")]
 pub struct EventFilter {
     /// Event types to keep (any of them); empty keeps all.
     pub types: Vec<String>,
