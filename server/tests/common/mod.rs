@@ -89,6 +89,12 @@ pub async fn spawn_app_in(
     spawn_app_from(tempdir, args).await
 }
 
+/// A server started with `args` as they are (its database is the caller's to keep).
+pub async fn spawn_app_from_args(args: ServeArgs) -> TestApp {
+    let tempdir = tempfile::tempdir().expect("a temporary folder");
+    spawn_app_from(tempdir, args).await
+}
+
 async fn spawn_app_from(tempdir: TempDir, args: ServeArgs) -> TestApp {
     let app = hookscope::Application::build(args)
         .await
