@@ -248,12 +248,32 @@ async fn a_slow_viewer_is_told_it_lagged_while_the_others_get_everything() {
     });
     // The sleeper reads nothing while 2,000 deliveries go by: far more than its queue holds,
     // and, with long event ids (4 KB messages), more than the sockets' buffers.
-    let mut posted = Vec::new();
+    // Four senders, so that this takes seconds: a socket that takes nothing for 10 s is
+    // dropped without a word (it could not be told anything anyway).
     let long = "x".repeat(4000);
-    for n in 0..2000 {
-        let body = envelope(&format!("evt_s{n}_{long}"), "applicant.hired");
-        posted.push(post(&app, "keldair", &body).await);
+    let senders = (0..4).map(|s| {
+        let (client, url, long) = (app.client.clone(), app.url("/hooks/keldair"), long.clone());
+        tokio::spawn(async move {
+            let mut seqs = Vec::new();
+            for n in 0..500 {
+                let body = envelope(&format!("evt_s{s}_{n}_{long}"), "applicant.hired");
+                let response = client
+                    .post(&url)
+                    .body(body.to_string())
+                    .send()
+                    .await
+                    .unwrap();
+                let answer: Value = response.json().await.unwrap();
+                seqs.push(answer["seq"].as_i64().unwrap());
+            }
+            seqs
+        })
+    });
+    let mut posted = Vec::new();
+    for sender in senders.collect::<Vec<_>>() {
+        posted.extend(sender.await.unwrap());
     }
+    posted.sort_unstable();
     let got = reading.await.unwrap();
     assert_eq!(
         got, posted,

@@ -39,7 +39,7 @@ use sqlx::{
 pub use events::{EventQuery, QueryError, RawBody};
 pub use live::{Listed, ListedEvent};
 pub use lock::DatabaseLock;
-pub use writer::{Feed, FeedReader, WriteError, Writer, feed};
+pub use writer::{CommittedBatch, Feed, FeedReader, WriteError, Writer, feed};
 
 /// The read side of the database, cheap to clone.
 #[derive(Clone)]

@@ -49,11 +49,20 @@ const RETRY: Duration = Duration::from_secs(1);
 /// How many committed batches may wait for the feed's reader before the writer drops them.
 const FEED_DEPTH: usize = 1024;
 
+/// What one commit acknowledged, as the feed gets it.
+#[derive(Debug)]
+pub struct CommittedBatch {
+    /// The deliveries, in `seq` order.
+    pub deliveries: Vec<Committed>,
+    /// Every delivery up to this `seq` was listed once the commit returned.
+    pub indexed_seq: i64,
+}
+
 /// Where the writer sends what each commit acknowledged, in commit order.
-pub type Feed = mpsc::Sender<Vec<Committed>>;
+pub type Feed = mpsc::Sender<CommittedBatch>;
 
 /// The reading end of a [`Feed`].
-pub type FeedReader = mpsc::Receiver<Vec<Committed>>;
+pub type FeedReader = mpsc::Receiver<CommittedBatch>;
 
 /// A feed and its reader.
 pub fn feed() -> (Feed, FeedReader) {
@@ -299,16 +308,20 @@ async fn commit(out: &mut Output, batch: Batch, seqs: Seqs, index_limit: i64) ->
             for (seq, sender) in (first..).zip(batch.senders) {
                 let _ = sender.send(Ok(seq));
             }
-            if let Some(feed) = feed.as_ref().filter(|_| !batch.deliveries.is_empty()) {
-                let committed = (first..).zip(batch.deliveries);
-                let committed = committed.map(|(seq, d)| d.into_committed(seq)).collect();
-                // Full: the reader is behind, and will see the gap in `seq`.
-                let _ = feed.try_send(committed);
-            }
-            Seqs {
+            let now = Seqs {
                 last,
                 indexed: index_to.max(seqs.indexed),
+            };
+            if let Some(feed) = feed.as_ref().filter(|_| !batch.deliveries.is_empty()) {
+                let committed = (first..).zip(batch.deliveries);
+                let deliveries = committed.map(|(seq, d)| d.into_committed(seq)).collect();
+                // Full: the reader is behind, and will see the gap in `seq`.
+                let _ = feed.try_send(CommittedBatch {
+                    deliveries,
+                    indexed_seq: now.indexed,
+                });
             }
+            now
         }
         Err(e) => {
             tracing::error!(error = %e, deliveries = batch.senders.len(), "the database refused a write");

@@ -24,7 +24,7 @@ pub use self::roles::Role;
 use self::roles::Unlisted;
 use crate::{
     delivery::Committed,
-    storage::{FeedReader, Listed, Store},
+    storage::{CommittedBatch, FeedReader, Listed, Store},
     timestamp::format_rfc3339,
 };
 
@@ -114,13 +114,15 @@ impl Hub {
         let mut batches = Vec::new();
         // Whatever is queued is taken at once: one lookup for many commits in a burst.
         while feed.recv_many(&mut batches, 256).await > 0 {
-            let deliveries: Vec<Committed> = batches.drain(..).flatten().collect();
-            self.fan_out(deliveries).await;
+            let indexed_seq = batches.last().map_or(0, |b: &CommittedBatch| b.indexed_seq);
+            let deliveries: Vec<Committed> = batches.drain(..).flat_map(|b| b.deliveries).collect();
+            self.fan_out(deliveries, indexed_seq).await;
         }
     }
 
-    /// Tells the viewers of `deliveries` (in commit order), first of any gap before them.
-    async fn fan_out(&self, deliveries: Vec<Committed>) {
+    /// Tells the viewers of `deliveries` (in commit order), first of any gap before them;
+    /// indexing had listed everything up to `indexed_seq` when the last of them committed.
+    async fn fan_out(&self, deliveries: Vec<Committed>, indexed_seq: i64) {
         let Some(first) = deliveries.first() else {
             return;
         };
@@ -132,17 +134,17 @@ impl Hub {
         // With nobody watching, only what the roles need later is kept: no lookup, no message.
         let watched = self.0.frames.receiver_count() > 0;
         let listed = if watched {
-            self.0.store.listed_events(&deliveries).await
+            self.0
+                .store
+                .listed_events(&deliveries)
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "reading the events of live deliveries");
+                    Listed::default()
+                })
         } else {
-            self.0.store.indexed_seq().await.map(|indexed_seq| Listed {
-                indexed_seq,
-                ..Listed::default()
-            })
-        };
-        let listed = listed.unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "reading the events of live deliveries");
             Listed::default()
-        });
+        };
         let last = deliveries.last().map_or(last, |d| d.seq);
         let roles: Vec<Role> = {
             let mut unlisted = self.0.unlisted.lock().expect("not poisoned");
@@ -151,9 +153,7 @@ impl Hub {
                 unlisted.role_of(d, listed.events.get(&key))
             });
             let roles = roles.collect();
-            if listed.indexed_seq > 0 {
-                unlisted.forget_listed(listed.indexed_seq);
-            }
+            unlisted.forget_listed(listed.indexed_seq.max(indexed_seq));
             roles
         };
         let frames: Vec<Frame> = if watched {
