@@ -4,11 +4,13 @@
 //! - [`model`]: events, deliveries, filters and pages, as the JSON API and the UI see them.
 //! - [`api`]: the server functions the pages call, and the [`api::Backend`] the server
 //!   provides to answer them.
+//! - [`live`]: the browser's websocket to the live stream (reconnect, resume cursor).
 //! - [`pages`]: one module per route (login, event list, event detail).
 //! - [`components`]: the pieces pages share (signature badge, headers table, empty state).
 
 pub mod api;
 pub mod components;
+pub mod live;
 pub mod model;
 pub mod pages;
 

@@ -95,6 +95,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/events/{key}", get(api::event_detail))
         .route("/api/deliveries/{id}/raw", get(api::raw_delivery))
         .route("/api/stream", get(stream::viewer::open))
+        .route("/deliveries/{id}", get(ui::open_delivery))
         .route("/api/{*rest}", any(api::no_such_route))
         .merge(ui::routes(&state))
         .layer(middleware::from_fn_with_state(

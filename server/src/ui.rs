@@ -75,3 +75,25 @@ impl Backend for StoreBackend {
         self.store.event_detail(key).await.map_err(message)
     }
 }
+
+/// `GET /deliveries/{id}`: the page of the event holding delivery `id` (a live row links here
+/// before its event is listed; by the time it is opened, it is).
+pub async fn open_delivery(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> axum::response::Response {
+    use axum::response::{IntoResponse, Redirect};
+    let _ = state.store.catch_up(&state.writer).await;
+    match state.store.event_of_delivery(&id).await {
+        Ok(Some(key)) => Redirect::to(&format!("/events/{key}")).into_response(),
+        Ok(None) => (
+            axum::http::StatusCode::NOT_FOUND,
+            "There is no delivery with this id.",
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "finding a delivery's event");
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}

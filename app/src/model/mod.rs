@@ -179,6 +179,10 @@ pub struct EventPage {
     /// into events trails the acknowledgements for a moment. Usually 0.
     #[serde(default)]
     pub pending: u64,
+    /// Follow the live stream from here (`/api/stream?since=...`) to get, exactly once, every
+    /// delivery this page does not show yet.
+    #[serde(default)]
+    pub stream_cursor: String,
 }
 
 /// The event list's filters, as the query string of `GET /api/events` and of the UI's list.

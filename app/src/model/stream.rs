@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{EventFilter, SignatureVerdict};
+use super::{BodyKind, EventFilter, SignatureVerdict};
 
 /// What the server sends.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -73,6 +73,8 @@ pub struct LiveDelivery {
     pub event_id: Option<String>,
     #[serde(rename = "type")]
     pub event_type: Option<String>,
+    /// What the body turned out to be.
+    pub body_kind: BodyKind,
     /// `dateOccurred` exactly as the sender wrote it.
     pub date_occurred: Option<String>,
     /// When this delivery arrived (RFC 3339, UTC).

@@ -152,7 +152,14 @@ impl Store {
         }
         sql.push(" ORDER BY key DESC LIMIT ")
             .push_bind(i64::from(query.limit) + 1);
-        let rows = sql.build().fetch_all(&self.pool).await?;
+        // The list and the stream's cursor in one snapshot: a viewer that follows the stream
+        // from the cursor gets exactly what the list does not show yet.
+        let mut snapshot = self.pool.begin().await?;
+        let indexed_seq: i64 = sqlx::query_scalar("SELECT indexed_seq FROM indexing")
+            .fetch_one(&mut *snapshot)
+            .await?;
+        let rows = sql.build().fetch_all(&mut *snapshot).await?;
+        snapshot.commit().await?;
         let mut items = rows
             .iter()
             .map(summary_from_row)
@@ -167,6 +174,7 @@ impl Store {
             items,
             next_cursor,
             pending: 0,
+            stream_cursor: indexed_seq.to_string(),
         })
     }
 

@@ -93,6 +93,17 @@ impl Store {
         Ok(rows.into_iter().map(|(d, _)| d).collect())
     }
 
+    /// The key of the event holding delivery `id`, once listed.
+    pub async fn event_of_delivery(&self, id: &str) -> sqlx::Result<Option<i64>> {
+        sqlx::query_scalar(
+            "SELECT ed.event_key FROM deliveries d JOIN event_deliveries ed ON ed.seq = d.seq \
+             WHERE d.id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+    }
+
     /// The `seq` up to which every delivery is listed.
     pub async fn indexed_seq(&self) -> sqlx::Result<i64> {
         sqlx::query_scalar("SELECT indexed_seq FROM indexing")

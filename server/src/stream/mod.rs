@@ -196,6 +196,7 @@ fn live_delivery(d: &Committed, role: Role) -> LiveDelivery {
         source: d.source.as_str().to_owned(),
         event_id: d.envelope.event_id.clone(),
         event_type: d.envelope.event_type.clone(),
+        body_kind: d.envelope.kind,
         date_occurred: d.envelope.date_occurred.clone(),
         received_at: format_rfc3339(d.received_at),
         signature: d.signature,

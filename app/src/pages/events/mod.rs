@@ -1,14 +1,19 @@
 //! `/`: the event list, newest first, 50 to a page with a link to the next. The URL's query
-//! string is the filter, so a filtered page can be bookmarked and shared.
+//! string is the filter, so a filtered page can be bookmarked and shared. The first page is
+//! live once hydrated (`live_list`): new events appear at the top as they are acknowledged.
 
 use leptos::prelude::*;
 use leptos_router::{hooks::use_query_map, params::ParamsMap};
 
+use self::live_list::LiveList;
+pub use self::live_list::Row;
 use crate::{
     api::load_events,
     components::{EmptyState, SignatureBadge, short_time},
-    model::{EventFilter, EventSummary, SignatureVerdict},
+    model::{EventFilter, SignatureVerdict},
 };
+
+mod live_list;
 
 /// Reads the list's filter from the URL's query string.
 fn filter_from_query(query: &ParamsMap) -> EventFilter {
@@ -39,7 +44,8 @@ fn next_page_href(filter: &EventFilter, cursor: &str) -> String {
     format!("/?{}", query.join("&"))
 }
 
-fn urlencode(value: &str) -> String {
+/// Percent-encodes a query string value.
+pub fn urlencode(value: &str) -> String {
     value
         .bytes()
         .map(|b| match b {
@@ -64,17 +70,32 @@ pub fn EventsPage() -> impl IntoView {
                 let pending = events.as_ref().map_or(0, |view| view.page.pending);
                 let list = match events {
                     Err(e) => view! { <p class="error" role="alert">{format!("Could not load events: {e}")}</p> }.into_any(),
-                    // Nothing listed yet, but the notice says more is coming.
-                    Ok(view) if view.page.items.is_empty() && view.page.pending > 0 => ().into_any(),
-                    Ok(view) if view.page.items.is_empty() && !view.filtered && filter.read().cursor.is_none() => {
-                        view! { <EmptyState hooks_url=view.hooks_url/> }.into_any()
+                    // The first page follows the live stream, from where the page was read.
+                    Ok(view) if filter.read().cursor.is_none() => {
+                        let next = view.page.next_cursor.as_ref().map(|c| next_page_href(&filter.read(), c));
+                        let hooks_url = view.hooks_url.clone();
+                        let empty = if view.filtered {
+                            ViewFn::from(|| view! { <p class="notice">"No events match this filter."</p> })
+                        } else {
+                            ViewFn::from(move || view! { <EmptyState hooks_url=hooks_url.clone()/> })
+                        };
+                        view! {
+                            <LiveList
+                                events=view.page.items
+                                filter=filter.get_untracked()
+                                cursor=view.page.stream_cursor
+                                next
+                                empty
+                            />
+                        }.into_any()
                     }
                     Ok(view) if view.page.items.is_empty() => {
                         view! { <p class="notice">"No events match this filter."</p> }.into_any()
                     }
                     Ok(view) => {
                         let next = view.page.next_cursor.map(|c| next_page_href(&filter.read(), &c));
-                        view! { <EventTable events=view.page.items next=next/> }.into_any()
+                        let rows = view.page.items.into_iter().map(Row::listed).collect();
+                        view! { <EventTable rows=Signal::stored(rows) next selected=Signal::stored(None)/> }.into_any()
                     }
                 };
                 view! { <PendingNotice pending/> {list} }
@@ -97,17 +118,28 @@ fn PendingNotice(pending: u64) -> impl IntoView {
 }
 
 #[component]
-fn EventTable(events: Vec<EventSummary>, next: Option<String>) -> impl IntoView {
+fn EventTable(
+    #[prop(into)] rows: Signal<Vec<Row>>,
+    next: Option<String>,
+    #[prop(into)] selected: Signal<Option<usize>>,
+) -> impl IntoView {
     view! {
         <table class="events">
             <thead>
                 <tr>
                     <th>"Type"</th><th>"Event id"</th><th>"Source"</th><th>"Occurred"</th>
-                    <th>"Received"</th><th>"Deliveries"</th><th>"Signature"</th>
+                    <th>"Last received"</th><th>"Deliveries"</th><th>"Signature"</th>
                 </tr>
             </thead>
             <tbody>
-                {events.into_iter().map(|e| view! { <EventRow event=e/> }).collect_view()}
+                <For
+                    each=move || rows.get().into_iter().enumerate()
+                    key=|(_, row)| row.render_key()
+                    children=move |(index, row)| {
+                        let selected = move || selected.get() == Some(index);
+                        view! { <EventRow row selected/> }
+                    }
+                />
             </tbody>
         </table>
         {next.map(|href| view! { <a class="next-page" href=href>"Older events →"</a> })}
@@ -115,22 +147,32 @@ fn EventTable(events: Vec<EventSummary>, next: Option<String>) -> impl IntoView 
 }
 
 #[component]
-fn EventRow(event: EventSummary) -> impl IntoView {
-    let href = format!("/events/{}", event.key);
+fn EventRow(row: Row, selected: impl Fn() -> bool + Send + Sync + 'static) -> impl IntoView {
+    let event = row.summary;
     let type_label = event
         .event_type
         .clone()
         .unwrap_or_else(|| format!("({})", event.body_kind.as_str()));
     let duplicate = (event.delivery_count > 1).then_some("duplicate");
+    let class = move || {
+        let mut class = String::from("event-row");
+        if row.fresh {
+            class.push_str(" fresh");
+        }
+        if selected() {
+            class.push_str(" selected");
+        }
+        class
+    };
     view! {
-        <tr class="event-row" data-key=event.key>
-            <td><a href=href>{type_label}</a></td>
+        <tr class=class data-key=event.key>
+            <td><a href=row.href>{type_label}</a></td>
             <td class="mono">{event.event_id.clone().unwrap_or_else(|| "—".into())}</td>
             <td>{event.source.clone()}</td>
             <td class="time">{event.date_occurred.as_deref().map(short_time).unwrap_or_else(|| "—".into())}</td>
-            <td class="time">{short_time(&event.received_at)}</td>
+            <td class="time">{short_time(&event.last_received_at)}</td>
             <td class=duplicate>
-                {event.delivery_count}
+                <span class="delivery-count">{event.delivery_count}</span>
                 {event.body_differs.then(|| view! { <span class="warn" title="a later delivery's body differs from the first">" ≠"</span> })}
             </td>
             <td>
