@@ -8,6 +8,9 @@
 //! - [`pages`]: one module per route (login, event list, event detail).
 //! - [`components`]: the pieces pages share (signature badge, headers table, empty state).
 
+// The list's nested views are deep types for the compiler (release wasm).
+#![recursion_limit = "256"]
+
 pub mod api;
 pub mod components;
 pub mod live;

@@ -144,6 +144,7 @@ fn EventTable(
         </table>
         {next.map(|href| view! { <a class="next-page" href=href>"Older events →"</a> })}
     }
+    .into_any()
 }
 
 #[component]
