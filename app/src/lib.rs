@@ -58,7 +58,9 @@ pub fn App() -> impl IntoView {
                     components::answer_not_found();
                     view! { <p class="notice">"There is no page here."</p> }
                 }>
-                    <Route path=path!("/") view=pages::events::EventsPage/>
+                    // Async as well: rendered whole once loaded. (Streamed out of order, the list hung now
+                    // and then under concurrent renders, a Suspense race in Leptos 0.8.)
+                    <Route path=path!("/") view=pages::events::EventsPage ssr=SsrMode::Async/>
                     // Async: the page is sent once the event is loaded, so that a missing one
                     // can still answer 404.
                     <Route

@@ -105,9 +105,11 @@ async fn spawn_app_from(tempdir: TempDir, args: ServeArgs) -> TestApp {
     let server = tokio::spawn(app.run_until_stopped(async move {
         let _ = stop.await;
     }));
+    // A request that hangs fails the test with a message instead of holding CI up.
     let client = reqwest::Client::builder()
         .cookie_store(true)
         .redirect(Policy::none())
+        .timeout(std::time::Duration::from_secs(60))
         .build()
         .unwrap();
     TestApp {
