@@ -87,3 +87,17 @@ test('a server restart: reconnecting, then live again with what came meanwhile s
   await row(page, 'evt-restart-b').waitFor();
   assert.equal(await row(page, 'evt-restart-a').count(), 1, 'shown once');
 });
+
+test('an open event page shows a new delivery of that event when it arrives', async () => {
+  const { page } = await openLive();
+  await sendHook(server.baseUrl, 'keldair', envelope('evt-page-1', 'offer.accepted'));
+  await row(page, 'evt-page-1').getByRole('link').click();
+  await page.waitForURL(/\/events\/\d+$/);
+  await page.locator('dd.delivery-count', { hasText: '1' }).waitFor();
+  await page.locator('li.delivery').first().waitFor();
+  // KeldairHR retries. (The page follows from the cursor it was read at: even before its
+  // stream is open, nothing is missed.)
+  await sendHook(server.baseUrl, 'keldair', envelope('evt-page-1', 'offer.accepted'));
+  await page.locator('dd.delivery-count', { hasText: '2' }).waitFor();
+  assert.equal(await page.locator('li.delivery').count(), 2);
+});

@@ -166,6 +166,9 @@ pub struct EventDetail {
     /// The first delivery's body as text, when it is not JSON but is UTF-8.
     pub raw_text: Option<String>,
     pub deliveries: Vec<Delivery>,
+    /// Follow the live stream from here to hear of this event's later deliveries.
+    #[serde(default)]
+    pub stream_cursor: String,
 }
 
 /// One page of the event list.

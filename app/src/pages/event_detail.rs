@@ -7,7 +7,8 @@ use leptos_router::hooks::use_params_map;
 use crate::{
     api::load_event,
     components::{HeadersTable, SignatureBadge, answer_not_found, short_time},
-    model::{Delivery, EventDetail},
+    live::follow,
+    model::{Delivery, EventDetail, EventFilter},
 };
 
 #[component]
@@ -25,6 +26,7 @@ pub fn EventDetailPage() -> impl IntoView {
             None => Ok(None),
         }
     });
+    let detail_resource = detail;
     view! {
         <p><a href="/">"← All events"</a></p>
         <Suspense fallback=|| view! { <p class="notice">"Loading the event…"</p> }>
@@ -35,16 +37,35 @@ pub fn EventDetailPage() -> impl IntoView {
                         answer_not_found();
                         view! { <p class="notice">"There is no event with this key."</p> }.into_any()
                     }
-                    Ok(Some(detail)) => view! { <EventView detail/> }.into_any(),
+                    Ok(Some(detail)) => {
+                        view! { <EventView detail on_delivery=move || detail_refetch(detail_resource)/> }.into_any()
+                    }
                 }
             })}
         </Suspense>
     }
 }
 
+/// Loads the event again (a new delivery of it arrived).
+fn detail_refetch(detail: Resource<Result<Option<EventDetail>, ServerFnError>>) {
+    detail.refetch();
+}
+
 #[component]
-fn EventView(detail: EventDetail) -> impl IntoView {
+fn EventView(detail: EventDetail, on_delivery: impl Fn() + 'static) -> impl IntoView {
     let s = detail.summary;
+    // A new delivery of this event (a retry) shows as it arrives: the page loads again.
+    if let Some(event_id) = s.event_id.clone() {
+        let filter = EventFilter {
+            source: Some(s.source.clone()),
+            ..EventFilter::default()
+        };
+        follow(filter, detail.stream_cursor.clone(), move |d| {
+            if d.event_id.as_deref() == Some(event_id.as_str()) {
+                on_delivery();
+            }
+        });
+    }
     let title = s
         .event_type
         .clone()

@@ -180,6 +180,8 @@ impl Store {
 
     /// One event, its first delivery's payload and every delivery; `None` if there is none.
     pub async fn event_detail(&self, key: i64) -> Result<Option<EventDetail>, QueryError> {
+        // Read first: whatever is listed after it comes again through the stream.
+        let indexed_seq = self.indexed_seq().await?;
         let sql = format!("SELECT {SUMMARY_COLUMNS}, first_seq FROM events WHERE key = $1");
         let Some(row) = sqlx::query(&sql)
             .bind(key)
@@ -214,6 +216,7 @@ impl Store {
             payload,
             raw_text,
             deliveries,
+            stream_cursor: indexed_seq.to_string(),
         }))
     }
 

@@ -21,11 +21,16 @@ pub struct Role {
     pub body_differs: bool,
 }
 
-/// A first delivery not listed yet: its `seq` and its body's digest.
+/// A first delivery not listed yet: its `seq` and the first 8 bytes of its body's digest
+/// (enough to tell a differing retry; a burst leaves many of these).
 #[derive(Debug, Clone, Copy)]
 struct First {
     seq: i64,
-    body_sha256: [u8; 32],
+    body_digest: u64,
+}
+
+fn digest(sha256: &[u8; 32]) -> u64 {
+    u64::from_le_bytes(sha256[..8].try_into().expect("8 bytes"))
 }
 
 /// The first deliveries of events not listed yet, by a keyed hash of `(source, dedupe key)`
@@ -58,7 +63,7 @@ impl Unlisted {
             Some(first) if first.seq < d.seq => Role {
                 role: DeliveryRole::Retry,
                 event_key: None,
-                body_differs: first.body_sha256 != d.body_sha256,
+                body_differs: first.body_digest != digest(&d.body_sha256),
             },
             Some(_) => Role::new_event(),
             None => {
@@ -66,7 +71,7 @@ impl Unlisted {
                     key,
                     First {
                         seq: d.seq,
-                        body_sha256: d.body_sha256,
+                        body_digest: digest(&d.body_sha256),
                     },
                 );
                 self.order.push_back((d.seq, key));
@@ -94,7 +99,7 @@ impl Unlisted {
         (first.seq < d.seq).then(|| Role {
             role: DeliveryRole::Retry,
             event_key: None,
-            body_differs: first.body_sha256 != d.body_sha256,
+            body_differs: first.body_digest != digest(&d.body_sha256),
         })
     }
 }
