@@ -5,7 +5,7 @@
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::model::{EventDetail, EventFilter, EventPage};
+use crate::model::{EventDetail, EventFilter, EventPage, TypeCounts};
 
 /// What the event list page needs: a page of events, and where webhooks should be sent.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -15,6 +15,8 @@ pub struct EventsView {
     pub filtered: bool,
     /// The base URL senders post to, e.g. `http://127.0.0.1:3000/hooks/`.
     pub hooks_url: String,
+    /// Every type with its count under the rest of the filter, and how many events match.
+    pub counts: TypeCounts,
 }
 
 /// What the server provides to answer the UI's questions.
@@ -23,6 +25,8 @@ pub struct EventsView {
 pub trait Backend: Send + Sync + 'static {
     /// A page of events matching `filter`; `Err` carries a message for the user.
     async fn list_events(&self, filter: EventFilter) -> Result<EventPage, String>;
+    /// Every type with its count under the rest of `filter`, and how many events match it.
+    async fn type_counts(&self, filter: EventFilter) -> Result<TypeCounts, String>;
     /// One event in full, or `None`.
     async fn event_detail(&self, key: i64) -> Result<Option<EventDetail>, String>;
 }
@@ -39,10 +43,18 @@ fn backend() -> Result<SharedBackend, ServerFnError> {
 
 /// The event list for the UI.
 #[server(prefix = "/api/ui", endpoint = "events")]
-pub async fn load_events(filter: EventFilter) -> Result<EventsView, ServerFnError> {
+pub async fn load_events(
+    // An empty filter has nothing to encode: without a default the argument would be missing.
+    #[server(default)] filter: EventFilter,
+) -> Result<EventsView, ServerFnError> {
     let filtered = !filter.is_unfiltered();
-    let page = backend()?
-        .list_events(filter)
+    let backend = backend()?;
+    let page = backend
+        .list_events(filter.clone())
+        .await
+        .map_err(ServerFnError::new)?;
+    let counts = backend
+        .type_counts(filter)
         .await
         .map_err(ServerFnError::new)?;
     let headers: http::HeaderMap = leptos_axum::extract().await?;
@@ -54,6 +66,7 @@ pub async fn load_events(filter: EventFilter) -> Result<EventsView, ServerFnErro
         page,
         filtered,
         hooks_url: format!("http://{host}/hooks/"),
+        counts,
     })
 }
 

@@ -1,7 +1,7 @@
 //! The JSON API under `/api` (behind [`crate::auth`]): the event list with its filters, one
 //! event in full, and a delivery's raw bytes.
 
-use app::model::{EventDetail, EventFilter, EventPage};
+use app::model::{EventDetail, EventFilter, EventPage, TypeCounts};
 use axum::{
     Json,
     extract::{Path, RawQuery, State},
@@ -11,21 +11,37 @@ use axum::{
 
 use crate::{AppState, error::ApiError, storage::EventQuery};
 
-/// `GET /api/events`: newest first, filtered, keyset-paginated.
-pub async fn list_events(
-    State(state): State<AppState>,
-    RawQuery(query): RawQuery,
-) -> Result<Json<EventPage>, ApiError> {
+/// The list's filter from a query string.
+fn parse_filter(query: Option<String>) -> Result<EventQuery, ApiError> {
     let query = query.unwrap_or_default();
     let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
         .into_owned()
         .collect();
     let filter = EventFilter::from_query_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .map_err(ApiError::BadRequest)?;
-    let query = EventQuery::parse(&filter)?;
+    Ok(EventQuery::parse(&filter)?)
+}
+
+/// `GET /api/events`: newest first, filtered, keyset-paginated.
+pub async fn list_events(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<EventPage>, ApiError> {
+    let query = parse_filter(query)?;
     let pending = catch_up(&state).await?;
     let page = state.store.list_events(&query).await?;
     Ok(Json(EventPage { pending, ..page }))
+}
+
+/// `GET /api/types`: every type with its count under the rest of the filter (the list's
+/// parameters), and how many events match the whole filter.
+pub async fn type_counts(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<TypeCounts>, ApiError> {
+    let query = parse_filter(query)?;
+    catch_up(&state).await?;
+    Ok(Json(state.store.type_counts(&query).await?))
 }
 
 /// `GET /api/events/{key}`: the summary, the payload and every delivery.

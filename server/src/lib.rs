@@ -92,6 +92,7 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/login", get(auth::login_link).post(auth::login_form))
         .route("/auth/logout", post(auth::logout))
         .route("/api/events", get(api::list_events))
+        .route("/api/types", get(api::type_counts))
         .route("/api/events/{key}", get(api::event_detail))
         .route("/api/deliveries/{id}/raw", get(api::raw_delivery))
         .route("/api/stream", get(stream::viewer::open))

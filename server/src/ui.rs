@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use app::{
     api::{Backend, SharedBackend},
-    model::{EventDetail, EventFilter, EventPage},
+    model::{EventDetail, EventFilter, EventPage, TypeCounts},
 };
 use axum::Router;
 use leptos::prelude::provide_context;
@@ -68,6 +68,11 @@ impl Backend for StoreBackend {
         let pending = self.catch_up().await?;
         let page = self.store.list_events(&query).await.map_err(message)?;
         Ok(EventPage { pending, ..page })
+    }
+
+    async fn type_counts(&self, filter: EventFilter) -> Result<TypeCounts, String> {
+        let query = EventQuery::parse(&filter).map_err(message)?;
+        self.store.type_counts(&query).await.map_err(message)
     }
 
     async fn event_detail(&self, key: i64) -> Result<Option<EventDetail>, String> {

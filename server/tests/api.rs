@@ -22,6 +22,7 @@ async fn api_routes(app: &TestApp) -> Vec<String> {
         "/api/events?type=applicant.hired&limit=5".to_owned(),
         format!("/api/events/{key}"),
         format!("/api/deliveries/{id}/raw"),
+        "/api/types?within=1h".to_owned(),
     ]
 }
 
@@ -503,4 +504,61 @@ async fn an_unknown_api_route_is_a_json_404_behind_the_token() {
     assert_error(response, StatusCode::UNAUTHORIZED).await;
     let message = assert_error(app.api_get("/api/nope").await, StatusCode::NOT_FOUND).await;
     assert!(message.contains("no such API route"), "{message}");
+}
+
+#[tokio::test]
+async fn type_counts_follow_the_rest_of_the_filter_and_say_how_many_match() {
+    let app = spawn_app().await;
+    for (id, kind, source) in [
+        ("evt_c1", "applicant.hired", "keldair"),
+        ("evt_c2", "applicant.hired", "keldair"),
+        ("evt_c3", "offer.accepted", "keldair"),
+        ("evt_c4", "offer.accepted", "acme"),
+    ] {
+        app.post_json(source, &envelope(id, kind)).await;
+    }
+    let counts = |pairs: &'static [(&'static str, &'static str)]| {
+        let app = &app;
+        async move {
+            let response = app.api_get_query("/api/types", pairs).await;
+            assert_eq!(response.status(), StatusCode::OK);
+            response.json::<Value>().await.unwrap()
+        }
+    };
+    let all = counts(&[]).await;
+    assert_eq!(all["matching"], 4);
+    assert_eq!(
+        all["types"],
+        serde_json::json!([
+            {"type": "applicant.hired", "count": 2},
+            {"type": "offer.accepted", "count": 2},
+        ])
+    );
+    // A type narrows the match, not the counts it offers; the source narrows both.
+    let hired = counts(&[("type", "applicant.hired"), ("source", "keldair")]).await;
+    assert_eq!(hired["matching"], 2);
+    assert_eq!(
+        hired["types"][1],
+        serde_json::json!({"type": "offer.accepted", "count": 1})
+    );
+}
+
+#[tokio::test]
+async fn a_received_within_preset_and_empty_form_fields_filter_as_a_user_expects() {
+    let app = spawn_app().await;
+    app.post_json("keldair", &envelope("evt_w1", "applicant.hired"))
+        .await;
+    // A form submitted with its empty fields, and the last hour.
+    let pairs = [
+        ("source", ""),
+        ("signature", ""),
+        ("within", "1h"),
+        ("type", ""),
+    ];
+    assert_eq!(app.events(&pairs).await.len(), 1);
+    let old = [("to", "2020-01-01T00:00:00Z"), ("within", "7d")];
+    assert_eq!(app.events(&old).await.len(), 0);
+    let response = app.api_get_query("/api/events", &[("within", "2w")]).await;
+    let message = assert_error(response, StatusCode::BAD_REQUEST).await;
+    assert!(message.contains("within"), "{message}");
 }

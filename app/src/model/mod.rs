@@ -188,6 +188,24 @@ pub struct EventPage {
     pub stream_cursor: String,
 }
 
+/// How many events of one type match the rest of a filter.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TypeCount {
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub count: i64,
+}
+
+/// The counts beside the list: every type with its count under the rest of the filter, and how
+/// many events match the whole filter.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TypeCounts {
+    pub matching: u64,
+    pub types: Vec<TypeCount>,
+}
+
 /// The event list's filters, as the query string of `GET /api/events` and of the UI's list.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
@@ -199,6 +217,9 @@ pub struct EventFilter {
     pub from: Option<String>,
     /// Received before (RFC 3339).
     pub to: Option<String>,
+    /// Received within this long before now: `15m`, `1h`, `24h` or `7d` (a preset that stays
+    /// relative in a bookmark).
+    pub within: Option<String>,
     /// `dateOccurred` at or after (RFC 3339).
     pub occurred_from: Option<String>,
     /// `dateOccurred` before (RFC 3339).
@@ -220,12 +241,22 @@ impl EventFilter {
     ) -> Result<Self, String> {
         let mut filter = Self::default();
         for (key, value) in pairs {
+            // An empty field of a submitted form filters nothing.
+            if value.is_empty() {
+                continue;
+            }
             let value = value.to_owned();
             match key {
                 "type" => filter.types.push(value),
                 "source" => filter.source = Some(value),
                 "from" => filter.from = Some(value),
                 "to" => filter.to = Some(value),
+                "within" => {
+                    if Self::within_seconds(&value).is_none() {
+                        return Err(format!("within must be 15m, 1h, 24h or 7d, not {value:?}"));
+                    }
+                    filter.within = Some(value);
+                }
                 "occurredFrom" => filter.occurred_from = Some(value),
                 "occurredTo" => filter.occurred_to = Some(value),
                 "signature" => {
@@ -265,6 +296,7 @@ impl EventFilter {
             ("source", &self.source),
             ("from", &self.from),
             ("to", &self.to),
+            ("within", &self.within),
             ("occurredFrom", &self.occurred_from),
             ("occurredTo", &self.occurred_to),
             ("cursor", &self.cursor),
@@ -289,9 +321,29 @@ impl EventFilter {
             && self.source.is_none()
             && self.from.is_none()
             && self.to.is_none()
+            && self.within.is_none()
             && self.occurred_from.is_none()
             && self.occurred_to.is_none()
             && self.signature.is_none()
+    }
+
+    /// The presets of `within`, with their labels.
+    pub const WITHIN: [(&'static str, &'static str); 4] = [
+        ("15m", "last 15 minutes"),
+        ("1h", "last hour"),
+        ("24h", "last 24 hours"),
+        ("7d", "last 7 days"),
+    ];
+
+    /// How many seconds a `within` preset spans; `None` for anything else.
+    pub fn within_seconds(preset: &str) -> Option<i64> {
+        match preset {
+            "15m" => Some(15 * 60),
+            "1h" => Some(3600),
+            "24h" => Some(24 * 3600),
+            "7d" => Some(7 * 24 * 3600),
+            _ => None,
+        }
     }
 
     /// The page size to use.

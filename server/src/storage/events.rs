@@ -2,7 +2,8 @@
 //! and a delivery's raw bytes.
 
 use app::model::{
-    BodyKind, Delivery, EventDetail, EventFilter, EventPage, EventSummary, Header, SignatureVerdict,
+    BodyKind, Delivery, EventDetail, EventFilter, EventPage, EventSummary, Header,
+    SignatureVerdict, TypeCount, TypeCounts,
 };
 use sqlx::{QueryBuilder, Row, Sqlite, sqlite::SqliteRow};
 
@@ -61,7 +62,17 @@ impl EventQuery {
         Ok(Self {
             types: filter.types.clone(),
             source: filter.source.clone(),
-            received: (time("from", &filter.from)?, time("to", &filter.to)?),
+            received: (
+                // A preset is now minus its span; an explicit `from` wins.
+                time("from", &filter.from)?.or_else(|| {
+                    let span = filter
+                        .within
+                        .as_deref()
+                        .and_then(EventFilter::within_seconds)?;
+                    Some(crate::timestamp::now_micros() - span * 1_000_000)
+                }),
+                time("to", &filter.to)?,
+            ),
             occurred: (
                 time("occurredFrom", &filter.occurred_from)?,
                 time("occurredTo", &filter.occurred_to)?,
@@ -74,6 +85,36 @@ impl EventQuery {
 }
 
 impl EventQuery {
+    /// Appends this filter's conditions (all but the cursor; the types only `with_types`) to a
+    /// `... WHERE 1 = 1`.
+    fn push_conditions<'q>(&'q self, sql: &mut QueryBuilder<'q, Sqlite>, with_types: bool) {
+        if with_types && !self.types.is_empty() {
+            sql.push(" AND type IN (");
+            let mut list = sql.separated(", ");
+            for t in &self.types {
+                list.push_bind(t);
+            }
+            sql.push(")");
+        }
+        let conditions = [
+            (" AND received_at >= ", self.received.0),
+            (" AND received_at < ", self.received.1),
+            (" AND occurred_at >= ", self.occurred.0),
+            (" AND occurred_at < ", self.occurred.1),
+        ];
+        for (condition, value) in conditions {
+            if let Some(value) = value {
+                sql.push(condition).push_bind(value);
+            }
+        }
+        if let Some(source) = &self.source {
+            sql.push(" AND source = ").push_bind(source);
+        }
+        if let Some(verdict) = self.signature {
+            sql.push(" AND signature = ").push_bind(verdict.as_str());
+        }
+    }
+
     /// True when `delivery` passes this filter, as the list's SQL would judge its event (the
     /// cursor and limit aside). The live stream filters with it; the signature is the
     /// delivery's own verdict.
@@ -124,31 +165,9 @@ impl Store {
         let mut sql = QueryBuilder::<Sqlite>::new(format!(
             "SELECT {SUMMARY_COLUMNS} FROM events WHERE 1 = 1"
         ));
-        if !query.types.is_empty() {
-            sql.push(" AND type IN (");
-            let mut list = sql.separated(", ");
-            for t in &query.types {
-                list.push_bind(t);
-            }
-            sql.push(")");
-        }
-        let conditions = [
-            (" AND received_at >= ", query.received.0),
-            (" AND received_at < ", query.received.1),
-            (" AND occurred_at >= ", query.occurred.0),
-            (" AND occurred_at < ", query.occurred.1),
-            (" AND key < ", query.before_key),
-        ];
-        for (condition, value) in conditions {
-            if let Some(value) = value {
-                sql.push(condition).push_bind(value);
-            }
-        }
-        if let Some(source) = &query.source {
-            sql.push(" AND source = ").push_bind(source);
-        }
-        if let Some(verdict) = query.signature {
-            sql.push(" AND signature = ").push_bind(verdict.as_str());
+        query.push_conditions(&mut sql, true);
+        if let Some(before) = query.before_key {
+            sql.push(" AND key < ").push_bind(before);
         }
         sql.push(" ORDER BY key DESC LIMIT ")
             .push_bind(i64::from(query.limit) + 1);
@@ -176,6 +195,32 @@ impl Store {
             pending: 0,
             stream_cursor: indexed_seq.to_string(),
         })
+    }
+
+    /// How many events of each type match the filter's other conditions (so that the list can
+    /// offer every type with its count), and how many match it whole.
+    pub async fn type_counts(&self, query: &EventQuery) -> Result<TypeCounts, QueryError> {
+        let mut sql = QueryBuilder::<Sqlite>::new("SELECT type, COUNT(*) FROM events WHERE 1 = 1");
+        query.push_conditions(&mut sql, false);
+        sql.push(" GROUP BY type ORDER BY type");
+        let rows: Vec<(Option<String>, i64)> = sql.build_query_as().fetch_all(&self.pool).await?;
+        let matching = rows
+            .iter()
+            .filter(|(t, _)| {
+                query.types.is_empty() || t.as_ref().is_some_and(|t| query.types.contains(t))
+            })
+            .map(|(_, n)| *n as u64)
+            .sum();
+        let types = rows
+            .into_iter()
+            .filter_map(|(t, count)| {
+                Some(TypeCount {
+                    event_type: t?,
+                    count,
+                })
+            })
+            .collect();
+        Ok(TypeCounts { matching, types })
     }
 
     /// One event, its first delivery's payload and every delivery; `None` if there is none.

@@ -5,28 +5,39 @@
 use leptos::prelude::*;
 use leptos_router::{hooks::use_query_map, params::ParamsMap};
 
-use self::live_list::LiveList;
 pub use self::live_list::Row;
+use self::{filter_bar::FilterBar, live_list::LiveList};
 use crate::{
     api::load_events,
     components::{EmptyState, SignatureBadge, short_time},
     model::{EventFilter, SignatureVerdict},
 };
 
+mod filter_bar;
 mod live_list;
 
 /// Reads the list's filter from the URL's query string.
 fn filter_from_query(query: &ParamsMap) -> EventFilter {
+    // An empty field of the submitted filter form filters nothing.
+    let get = |key: &str| query.get(key).filter(|v| !v.is_empty());
     EventFilter {
-        types: query.get_all("type").unwrap_or_default(),
-        source: query.get("source"),
-        from: query.get("from"),
-        to: query.get("to"),
-        occurred_from: query.get("occurredFrom"),
-        occurred_to: query.get("occurredTo"),
-        signature: query.get_str("signature").and_then(SignatureVerdict::parse),
-        limit: query.get_str("limit").and_then(|l| l.parse().ok()),
-        cursor: query.get("cursor"),
+        types: query
+            .get_all("type")
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|t| !t.is_empty())
+            .collect(),
+        source: get("source"),
+        from: get("from"),
+        to: get("to"),
+        within: get("within").filter(|w| EventFilter::within_seconds(w).is_some()),
+        occurred_from: get("occurredFrom"),
+        occurred_to: get("occurredTo"),
+        signature: get("signature")
+            .as_deref()
+            .and_then(SignatureVerdict::parse),
+        limit: get("limit").and_then(|l| l.parse().ok()),
+        cursor: get("cursor"),
     }
 }
 
@@ -68,6 +79,9 @@ pub fn EventsPage() -> impl IntoView {
             {move || Suspend::new(async move {
                 let events = events.await;
                 let pending = events.as_ref().map_or(0, |view| view.page.pending);
+                let bar = events.as_ref().ok().map(|view| {
+                    view! { <FilterBar filter=filter.get_untracked() counts=view.counts.clone()/> }
+                });
                 let list = match events {
                     Err(e) => view! { <p class="error" role="alert">{format!("Could not load events: {e}")}</p> }.into_any(),
                     // The first page follows the live stream, from where the page was read.
@@ -98,7 +112,7 @@ pub fn EventsPage() -> impl IntoView {
                         view! { <EventTable rows=Signal::stored(rows) next selected=Signal::stored(None)/> }.into_any()
                     }
                 };
-                view! { <PendingNotice pending/> {list} }
+                view! { {bar} <PendingNotice pending/> {list} }
             })}
         </Suspense>
     }
