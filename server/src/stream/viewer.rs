@@ -91,7 +91,7 @@ fn parse_query(query: &str) -> Result<(EventQuery, Option<i64>), ApiError> {
 
 /// What the reading half tells the sending half.
 enum Heard {
-    Request(Result<StreamRequest, String>),
+    Request(Box<Result<StreamRequest, String>>),
     /// Anything else from the viewer (a pong, a ping): it is alive.
     Alive,
 }
@@ -178,7 +178,7 @@ async fn stream(
                     None => return Ok(()), // the viewer went
                     Some(Heard::Alive) => {}
                     Some(Heard::Request(request)) => {
-                        let answer = match request.map_err(|e| format!("not a stream request: {e}"))
+                        let answer = match (*request).map_err(|e| format!("not a stream request: {e}"))
                             .and_then(|StreamRequest::SetFilter { filter }| {
                                 EventQuery::parse(&filter).map_err(|e| e.to_string())
                             }) {
