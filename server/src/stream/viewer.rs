@@ -107,9 +107,9 @@ async fn serve(socket: WebSocket, hub: Hub, query: EventQuery, since: Option<i64
     let reader = tokio::spawn(async move {
         while let Some(Ok(message)) = incoming.next().await {
             let heard = match message {
-                Message::Text(text) => {
-                    Heard::Request(serde_json::from_str(text.as_str()).map_err(|e| e.to_string()))
-                }
+                Message::Text(text) => Heard::Request(Box::new(
+                    serde_json::from_str(text.as_str()).map_err(|e| e.to_string()),
+                )),
                 Message::Close(_) => break,
                 _ => Heard::Alive,
             };
