@@ -76,6 +76,11 @@ mod browser {
 
     /// The longest wait between two attempts, in milliseconds.
     const MAX_BACKOFF_MS: f64 = 15_000.0;
+    /// The server sends something at least every 30 s; silence for this long means the
+    /// connection is stale (a laptop that slept, a network that changed), in milliseconds.
+    const STALE_AFTER_MS: f64 = 75_000.0;
+    /// How often the page checks, in milliseconds.
+    const CHECK_EVERY_MS: i32 = 5_000;
 
     struct Follower {
         filter: EventFilter,
@@ -85,6 +90,8 @@ mod browser {
         socket: RefCell<Option<WebSocket>>,
         backoff_ms: RefCell<f64>,
         stopped: RefCell<bool>,
+        /// When the last message arrived (`Date.now()`).
+        heard_at: RefCell<f64>,
     }
 
     pub fn follow(
@@ -101,12 +108,17 @@ mod browser {
             socket: RefCell::new(None),
             backoff_ms: RefCell::new(500.0),
             stopped: RefCell::new(false),
+            heard_at: RefCell::new(js_sys::Date::now()),
         });
         connect(&follower);
-        let on_cleanup_follower = SendWrapper::new(follower);
+        let watchdog = watch_for_staleness(&follower);
+        let on_cleanup_follower = SendWrapper::new((follower, watchdog));
         on_cleanup(move || {
-            let follower = on_cleanup_follower.take();
+            let (follower, watchdog) = on_cleanup_follower.take();
             *follower.stopped.borrow_mut() = true;
+            if let (Some(window), Some(watchdog)) = (web_sys::window(), watchdog) {
+                window.clear_interval_with_handle(watchdog);
+            }
             if let Some(socket) = follower.socket.borrow_mut().take() {
                 let _ = socket.close();
             }
@@ -141,6 +153,7 @@ mod browser {
                     return;
                 };
                 *follower.cursor.borrow_mut() = message.cursor().to_owned();
+                *follower.heard_at.borrow_mut() = js_sys::Date::now();
                 match message {
                     StreamMessage::Delivery(d) => (follower.on_delivery)(d),
                     StreamMessage::Ready { .. } => {
@@ -164,6 +177,28 @@ mod browser {
             old.set_onclose(None);
             let _ = old.close();
         }
+    }
+
+    /// Every few seconds: a live connection silent for too long is closed, so that the usual
+    /// reconnect resumes from the cursor. Returns the interval's handle.
+    fn watch_for_staleness(follower: &Rc<Follower>) -> Option<i32> {
+        let follower = Rc::clone(follower);
+        let check = Closure::<dyn FnMut()>::new(move || {
+            let silent = js_sys::Date::now() - *follower.heard_at.borrow();
+            if silent > STALE_AFTER_MS && follower.status.get_untracked() == Connection::Live {
+                *follower.heard_at.borrow_mut() = js_sys::Date::now();
+                follower.status.set(Connection::Reconnecting);
+                connect(&follower); // closes the stale socket, resumes from the cursor
+            }
+        });
+        let handle = web_sys::window()?
+            .set_interval_with_callback_and_timeout_and_arguments_0(
+                check.as_ref().unchecked_ref(),
+                CHECK_EVERY_MS,
+            )
+            .ok();
+        check.forget();
+        handle
     }
 
     /// After a loss: waits with backoff and jitter, then connects again from the cursor.

@@ -39,6 +39,9 @@ test('the filter bar narrows the list and the live feed, and lives in the URL', 
   await sendHook(server.baseUrl, 'keldair', envelope('evt-f-5', 'offer.accepted'));
   await page.locator('tr.event-row', { hasText: 'evt-f-5' }).waitFor();
   assert.equal(await page.locator('tr.event-row', { hasText: 'evt-f-4' }).count(), 0);
+  // The bar's counts follow what arrives.
+  await page.locator('.filter-bar .matching', { hasText: '3 events match' }).waitFor();
+  assert.match(await page.locator('label.type-option', { hasText: 'offer.accepted' }).textContent(), /offer\.accepted\s*3/);
 
   // A reload keeps it; Clear undoes it.
   await page.reload();

@@ -46,7 +46,11 @@ export async function startHookscope() {
       current = run(baseUrl.replace('http://', ''));
       await current.baseUrl;
     },
+    /** Freezes the server (SIGSTOP): its connections stay open but go silent. */
+    freeze() { current.child.kill('SIGSTOP'); },
+    thaw() { current.child.kill('SIGCONT'); },
     async stop() {
+      current.child.kill('SIGCONT');
       await stopChild(current.child);
       rmSync(dir, { recursive: true, force: true });
     },

@@ -101,3 +101,17 @@ test('an open event page shows a new delivery of that event when it arrives', as
   await page.locator('dd.delivery-count', { hasText: '2' }).waitFor();
   assert.equal(await page.locator('li.delivery').count(), 2);
 });
+
+test('a connection gone silent (a laptop that slept) is noticed and resumed', { timeout: 180_000 }, async () => {
+  const { page } = await openLive();
+  // Frozen, the server keeps its sockets open but says nothing: no close ever reaches the page.
+  server.freeze();
+  try {
+    await page.locator('.connection.conn-reconnecting').waitFor({ timeout: 120_000 });
+  } finally {
+    server.thaw();
+  }
+  await page.locator('.connection.conn-live').waitFor({ timeout: 30_000 });
+  await sendHook(server.baseUrl, 'keldair', envelope('evt-after-sleep', 'offer.accepted'));
+  await row(page, 'evt-after-sleep').waitFor();
+});

@@ -27,6 +27,10 @@ pub enum StreamMessage {
     /// `since=<cursor>` to get what it missed.
     #[serde(rename_all = "camelCase")]
     Lagged { cursor: String },
+    /// Sent every 30 s with the server's pings: a viewer that has heard nothing for much
+    /// longer (a laptop that slept) knows its connection is stale and reconnects.
+    #[serde(rename_all = "camelCase")]
+    Heartbeat { cursor: String },
     /// A message from the viewer could not be understood; the stream goes on unchanged.
     #[serde(rename_all = "camelCase")]
     Error { cursor: String, message: String },
@@ -40,6 +44,7 @@ impl StreamMessage {
             Self::Ready { cursor }
             | Self::FilterSet { cursor }
             | Self::Lagged { cursor }
+            | Self::Heartbeat { cursor }
             | Self::Error { cursor, .. } => cursor,
         }
     }

@@ -197,6 +197,8 @@ async fn stream(
                     return Ok(()); // a connection that went dead (a laptop that slept)
                 }
                 timed(sink.send(Message::Ping(Default::default()))).await?;
+                // Pings are invisible to a page's script: this tells it the stream is alive.
+                send(sink, &StreamMessage::Heartbeat { cursor: cursor.to_string() }).await?;
             },
             () = &mut stopping => return Ok(()),
         }

@@ -10,18 +10,21 @@ use leptos_router::components::Form;
 use crate::model::{EventFilter, SignatureVerdict, TypeCounts};
 
 #[component]
-pub fn FilterBar(filter: EventFilter, counts: TypeCounts) -> impl IntoView {
+pub fn FilterBar(filter: EventFilter, counts: RwSignal<TypeCounts>) -> impl IntoView {
     let value = |v: &Option<String>| v.clone().unwrap_or_default();
+    // The list of types is drawn once; the counts follow the live list.
     let types: Vec<_> = counts
+        .get_untracked()
         .types
         .into_iter()
         .map(|t| {
             let checked = filter.types.contains(&t.event_type);
+            let name = t.event_type.clone();
             view! {
                 <label class="type-option">
                     <input type="checkbox" name="type" value=t.event_type.clone() checked=checked/>
                     {t.event_type.clone()}
-                    <span class="count">{t.count}</span>
+                    <span class="count">{move || type_count(counts, &name)}</span>
                 </label>
             }
         })
@@ -34,7 +37,7 @@ pub fn FilterBar(filter: EventFilter, counts: TypeCounts) -> impl IntoView {
         let selected = filter.within.as_deref() == Some(preset);
         view! { <option value=preset selected=selected>{label}</option> }
     });
-    let matching = match counts.matching {
+    let matching = move || match counts.with(|c| c.matching) {
         1 => "1 event matches".to_owned(),
         n => format!("{n} events match"),
     };
@@ -68,4 +71,13 @@ pub fn FilterBar(filter: EventFilter, counts: TypeCounts) -> impl IntoView {
             </fieldset>
         </Form>
     }
+}
+
+fn type_count(counts: RwSignal<TypeCounts>, event_type: &str) -> i64 {
+    counts.with(|c| {
+        c.types
+            .iter()
+            .find(|t| t.event_type == event_type)
+            .map_or(0, |t| t.count)
+    })
 }

@@ -9,7 +9,10 @@ use leptos_router::hooks::use_navigate;
 use super::EventTable;
 use crate::{
     live::follow,
-    model::{DeliveryRole, EventFilter, EventSummary, LiveDelivery, SignatureVerdict},
+    model::{
+        DeliveryRole, EventFilter, EventSummary, LiveDelivery, SignatureVerdict, TypeCount,
+        TypeCounts,
+    },
 };
 
 /// The most rows the live list keeps.
@@ -94,17 +97,42 @@ impl Row {
 }
 
 /// Adds `d` to `rows`: a new event at the top, a retry into its row. A delivery the page shows
-/// already (a new event listed just as the page was read) changes nothing.
-pub fn merge(rows: &mut Vec<Row>, d: LiveDelivery) {
+/// already (a new event listed just as the page was read) changes nothing. Returns the type of
+/// the new event it added, if it added one.
+pub fn merge(rows: &mut Vec<Row>, d: LiveDelivery) -> Option<Option<String>> {
     match rows.iter_mut().find(|row| row.holds(&d)) {
         Some(row) if d.role == DeliveryRole::Retry => row.count_retry(&d),
         Some(_) => {}
         // A retry of an event further down the list (not on screen) leaves the window as it is.
         None if d.role == DeliveryRole::Retry && d.event_id.is_some() => {}
         None => {
+            let event_type = d.event_type.clone();
             rows.insert(0, Row::arrived(d));
             rows.truncate(WINDOW);
+            return Some(event_type);
         }
+    }
+    None
+}
+
+/// Counts a new event of `event_type` in the filter bar's counts.
+fn count_new(counts: &mut TypeCounts, event_type: Option<String>) {
+    counts.matching += 1;
+    let Some(event_type) = event_type else {
+        return;
+    };
+    match counts
+        .types
+        .binary_search_by(|t| t.event_type.cmp(&event_type))
+    {
+        Ok(i) => counts.types[i].count += 1,
+        Err(i) => counts.types.insert(
+            i,
+            TypeCount {
+                event_type,
+                count: 1,
+            },
+        ),
     }
 }
 
@@ -115,22 +143,29 @@ pub fn LiveList(
     cursor: String,
     next: Option<String>,
     empty: ViewFn,
+    /// The filter bar's counts, which new events add to.
+    counts: RwSignal<TypeCounts>,
 ) -> impl IntoView {
     let rows = RwSignal::new(events.into_iter().map(Row::listed).collect::<Vec<_>>());
     let paused = RwSignal::new(false);
     let waiting = RwSignal::new(Vec::<LiveDelivery>::new());
     let selected = RwSignal::new(None::<usize>);
+    let show = move |d: LiveDelivery| {
+        if let Some(added) = rows.try_update(|rows| merge(rows, d)).flatten() {
+            counts.update(|c| count_new(c, added));
+        }
+    };
     let status = follow(filter, cursor, move |d| {
         if paused.get_untracked() {
             waiting.update(|w| w.push(d));
         } else {
-            rows.update(|rows| merge(rows, d));
+            show(d);
         }
     });
     let toggle_pause = move || {
         if paused.get_untracked() {
             let held = waiting.try_update(std::mem::take).unwrap_or_default();
-            rows.update(|rows| held.into_iter().for_each(|d| merge(rows, d)));
+            held.into_iter().for_each(show);
         }
         paused.update(|p| *p = !*p);
     };

@@ -79,8 +79,10 @@ pub fn EventsPage() -> impl IntoView {
             {move || Suspend::new(async move {
                 let events = events.await;
                 let pending = events.as_ref().map_or(0, |view| view.page.pending);
-                let bar = events.as_ref().ok().map(|view| {
-                    view! { <FilterBar filter=filter.get_untracked() counts=view.counts.clone()/> }
+                // The bar's counts follow the live list.
+                let counts = RwSignal::new(events.as_ref().map(|v| v.counts.clone()).unwrap_or_default());
+                let bar = events.is_ok().then(|| {
+                    view! { <FilterBar filter=filter.get_untracked() counts/> }
                 });
                 let list = match events {
                     Err(e) => view! { <p class="error" role="alert">{format!("Could not load events: {e}")}</p> }.into_any(),
@@ -100,6 +102,7 @@ pub fn EventsPage() -> impl IntoView {
                                 cursor=view.page.stream_cursor
                                 next
                                 empty
+                                counts
                             />
                         }.into_any()
                     }
