@@ -100,7 +100,7 @@ async fn the_stream_needs_a_login_and_refuses_other_sites() {
     assert_eq!(try_connect(&app, "", &wrong).await.err(), Some(401));
 
     // A browser logged in to the dashboard, on a page of another site.
-    let session = session_cookie(&app).await;
+    let session = app.session_cookie().await;
     let foreign = [
         ("cookie", session.as_str()),
         ("origin", "https://evil.example"),
@@ -115,19 +115,6 @@ async fn the_stream_needs_a_login_and_refuses_other_sites() {
     ];
     let mut viewer = try_connect(&app, "", &own).await.expect("the stream opens");
     assert!(matches!(viewer.next().await, StreamMessage::Ready { .. }));
-}
-
-/// The session cookie a login sets, as a `Cookie` header value.
-async fn session_cookie(app: &TestApp) -> String {
-    let response = app
-        .client
-        .get(app.url("/auth/login"))
-        .query(&[("token", TOKEN)])
-        .send()
-        .await
-        .unwrap();
-    let set_cookie = response.headers()["set-cookie"].to_str().unwrap();
-    set_cookie.split(';').next().unwrap().to_owned()
 }
 
 #[tokio::test]

@@ -278,14 +278,19 @@ impl Store {
     }
 }
 
-fn verdict(row: &SqliteRow, column: &str) -> Result<SignatureVerdict, sqlx::Error> {
+pub(super) fn verdict(row: &SqliteRow, column: &str) -> Result<SignatureVerdict, sqlx::Error> {
     let name: &str = row.try_get(column)?;
     SignatureVerdict::parse(name)
         .ok_or_else(|| sqlx::Error::Decode(format!("unknown verdict {name:?}").into()))
 }
 
-fn summary_from_row(row: &SqliteRow) -> Result<EventSummary, sqlx::Error> {
+pub(super) fn body_kind(row: &SqliteRow) -> Result<BodyKind, sqlx::Error> {
     let kind: &str = row.try_get("body_kind")?;
+    BodyKind::parse(kind)
+        .ok_or_else(|| sqlx::Error::Decode(format!("unknown body kind {kind:?}").into()))
+}
+
+fn summary_from_row(row: &SqliteRow) -> Result<EventSummary, sqlx::Error> {
     Ok(EventSummary {
         key: row.try_get("key")?,
         source: row.try_get("source")?,
@@ -299,8 +304,7 @@ fn summary_from_row(row: &SqliteRow) -> Result<EventSummary, sqlx::Error> {
         signature: verdict(row, "signature")?,
         valid_deliveries: row.try_get("valid_deliveries")?,
         verdicts_differ: row.try_get("verdicts_differ")?,
-        body_kind: BodyKind::parse(kind)
-            .ok_or_else(|| sqlx::Error::Decode(format!("unknown body kind {kind:?}").into()))?,
+        body_kind: body_kind(row)?,
         parse_error: row.try_get("parse_error")?,
         body_differs: row.try_get("body_differs")?,
     })

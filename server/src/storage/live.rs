@@ -4,10 +4,12 @@
 
 use std::collections::HashMap;
 
-use app::model::{BodyKind, SignatureVerdict};
 use sqlx::{QueryBuilder, Row, Sqlite, sqlite::SqliteRow};
 
-use super::Store;
+use super::{
+    Store,
+    events::{body_kind, verdict},
+};
 use crate::delivery::{Committed, EnvelopeFields, SourceName};
 
 /// An event already listed, as the stream needs it to tell a retry from a new event.
@@ -145,17 +147,14 @@ fn listed_event(row: &SqliteRow) -> Result<ListedEvent, sqlx::Error> {
 }
 
 fn committed_from_row(row: &SqliteRow) -> Result<Committed, sqlx::Error> {
-    let decode = |what: &str| sqlx::Error::Decode(what.to_owned().into());
     let source: String = row.try_get("source")?;
-    let kind: &str = row.try_get("body_kind")?;
-    let signature: &str = row.try_get("signature")?;
     let status: i32 = row.try_get("response_status")?;
     Ok(Committed {
         seq: row.try_get("seq")?,
         id: row.try_get("id")?,
-        source: SourceName::parse(&source).map_err(|e| decode(&e))?,
+        source: SourceName::parse(&source).map_err(|e| sqlx::Error::Decode(e.into()))?,
         envelope: EnvelopeFields {
-            kind: BodyKind::parse(kind).ok_or_else(|| decode("unknown body kind"))?,
+            kind: body_kind(row)?,
             event_id: row.try_get("event_id")?,
             event_type: row.try_get("type")?,
             version: row.try_get("version")?,
@@ -166,7 +165,7 @@ fn committed_from_row(row: &SqliteRow) -> Result<Committed, sqlx::Error> {
         received_at: row.try_get("received_at")?,
         size: row.try_get("size")?,
         body_sha256: sha256(row, "body_sha256")?,
-        signature: SignatureVerdict::parse(signature).ok_or_else(|| decode("unknown verdict"))?,
+        signature: verdict(row, "signature")?,
         response_status: u16::try_from(status).unwrap_or_default(),
     })
 }

@@ -247,6 +247,12 @@ impl TestApp {
 
     /// Logs the client in through the ready-to-click login link.
     pub async fn log_in(&self) {
+        self.session_cookie().await;
+    }
+
+    /// Logs in through the login link and returns the session cookie it set, as a `Cookie`
+    /// header value (for a client that keeps no cookies, such as a websocket's).
+    pub async fn session_cookie(&self) -> String {
         let response = self
             .client
             .get(self.url("/auth/login"))
@@ -255,6 +261,8 @@ impl TestApp {
             .await
             .unwrap();
         assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        let set_cookie = response.headers()["set-cookie"].to_str().unwrap();
+        set_cookie.split(';').next().unwrap().to_owned()
     }
 
     /// Stops the server gracefully, waits for it to finish, and hands back its folder.
